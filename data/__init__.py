@@ -1,0 +1,1 @@
+"""Files shipped with memristor-hil: default bench, board map, response curves."""

@@ -1,0 +1,175 @@
+"""Simulated 1T1R bench: numpy physics of every device at once.
+
+Model (all vectorised over devices, parameters in the ``[sim]`` section of the bench file):
+
+* each device is assigned one measured response curve (:mod:`hil.curves`) and a step scale drawn
+  once (device-to-device spread); a pulse moves it along its SET or RESET branch by
+  ``scale * drive * (1 + cycle_noise * xi)`` pulse positions, never backwards;
+* ``drive`` depends on the pulse: zero below ``switch_threshold``, ``exp((|V| - V_ref) / a)``
+  in amplitude and ``(width / w_ref) ** b`` in width, so amplitude and width tune the step;
+* a read sees the memristor in series with the selector's resistance and carries relative
+  Gaussian read noise; a MAC read sums the cell currents of a column (Kirchhoff), its noise
+  being the sum of the independent cell noises;
+* stuck devices keep their conductance whatever pulse they get.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hil.backend import SET, Backend
+from hil.bench import Bench
+from hil.curves import Curves, load_curves
+from hil.faults import STUCK_OFF, STUCK_ON
+
+_G_OFFSET = 1000.0  # separates curves in the concatenated lookup tables (uS)
+_N_OFFSET = 100000.0  # separates curves in pulse-position space
+
+
+class _Branch:
+    """All curves' SET (or RESET) branches as one monotone table, so that finding the
+    position of thousands of devices on their own curves is two ``np.interp`` calls."""
+
+    def __init__(self, branches: tuple[np.ndarray, ...], increasing: bool) -> None:
+        sign = 1.0 if increasing else -1.0
+        self.sign = sign
+        self.g = np.concatenate([sign * b + k * _G_OFFSET for k, b in enumerate(branches)])
+        self.n = np.concatenate(
+            [np.arange(len(b)) + k * _N_OFFSET for k, b in enumerate(branches)]
+        )
+        self.lo = np.array([min(sign * b[0], sign * b[-1]) for b in branches])
+        self.hi = np.array([max(sign * b[0], sign * b[-1]) for b in branches])
+        self.last = np.array([len(b) - 1 for b in branches], dtype=np.float64)
+
+    def step(self, g: np.ndarray, curve: np.ndarray, dn: np.ndarray) -> np.ndarray:
+        key = np.clip(self.sign * g, self.lo[curve], self.hi[curve]) + curve * _G_OFFSET
+        pos = np.interp(key, self.g, self.n) - curve * _N_OFFSET
+        pos = np.minimum(pos + dn, self.last[curve]) + curve * _N_OFFSET
+        g_new = self.sign * (np.interp(pos, self.n, self.g) - curve * _G_OFFSET)
+        return np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
+
+
+class SimBackend(Backend):
+    def __init__(
+        self,
+        bench: Bench,
+        seed: int | None = None,
+        modes: np.ndarray | None = None,
+        curves: Curves | None = None,
+    ) -> None:
+        super().__init__(bench)
+        s = bench.sim
+        self.seed = s.seed if seed is None else seed
+        self.rng = np.random.default_rng(self.seed)
+        self.curves = curves if curves is not None else load_curves(s.curves)
+        n = bench.n_devices
+        self._set = _Branch(self.curves.set, increasing=True)
+        self._reset = _Branch(self.curves.reset, increasing=False)
+        self.curve = self.rng.integers(0, len(self.curves.ids), size=n)
+        self.scale = np.clip(1 + s.device_spread * self.rng.standard_normal(n), 0.2, None)
+        sigma = 0.4
+        mu = np.log(s.fresh_mean) - sigma**2 / 2
+        self.g = np.clip(self.rng.lognormal(mu, sigma, n), 0.3, s.fresh_max * 0.999)
+        self.mode = np.zeros(n, dtype=np.int8)
+        self._rs = s.series_resistance * 1e-6  # ohm -> 1/uS
+        self._index = {a: bench.array_devices(a) for a in bench.arrays}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if modes is not None:
+            self.set_modes(modes)
+
+    # ---- faults -------------------------------------------------------------------------
+
+    def set_modes(self, modes: np.ndarray) -> None:
+        """Make devices fail (or heal): stuck devices get a conductance in their band."""
+        modes = np.asarray(modes, dtype=np.int8)
+        s = self.bench.sim
+        for code, (lo, hi) in ((STUCK_OFF, s.stuck_off_range), (STUCK_ON, s.stuck_on_range)):
+            new = (modes == code) & (self.mode != code)
+            self.g[new] = self.rng.uniform(lo, hi, int(new.sum()))
+        self.mode = modes.copy()
+        self._cache.clear()
+
+    # ---- physics --------------------------------------------------------------------------
+
+    def drive(self, voltage: float, width: float) -> float:
+        """Step multiplier of a pulse relative to the pulse the curves were measured with."""
+        s = self.bench.sim
+        if voltage < s.switch_threshold:
+            return 0.0
+        return float(
+            np.exp((voltage - s.reference_voltage) / s.amplitude_scale)
+            * (width / s.reference_width) ** s.width_exponent
+        )
+
+    def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
+        devices = np.asarray(devices, dtype=np.int64)
+        if devices.size == 0:
+            return
+        p = self.bench.pulses
+        polarity = np.broadcast_to(np.asarray(polarity), devices.shape)
+        count = np.broadcast_to(np.asarray(count, dtype=np.float64), devices.shape)
+        up = polarity == SET
+        n_set = int(count[up].sum())
+        self.counts.set_pulses += n_set
+        self.counts.reset_pulses += int(count.sum()) - n_set
+        width = p.width if width is None else width
+        v_set = p.set_voltage if voltage is None else abs(voltage)
+        v_reset = abs(p.reset_voltage) if voltage is None else abs(voltage)
+        drive = np.where(up, self.drive(v_set, width), self.drive(v_reset, width))
+        noise = self.bench.sim.cycle_noise * np.sqrt(count) * self.rng.standard_normal(len(devices))
+        dn = np.maximum(self.scale[devices] * drive * (count + noise), 0.0)
+        live = self.mode[devices] == 0
+        g = self.g[devices]
+        curve = self.curve[devices]
+        new = g.copy()
+        for mask, branch in ((up & live, self._set), (~up & live, self._reset)):
+            if mask.any():
+                new[mask] = branch.step(g[mask], curve[mask], dn[mask])
+        self.g[devices] = new
+        self._cache.clear()
+
+    def apparent(self, g: np.ndarray) -> np.ndarray:
+        """Conductance seen through the selector's series resistance."""
+        return g / (1.0 + g * self._rs)
+
+    def read(self, devices: np.ndarray) -> np.ndarray:
+        devices = np.asarray(devices, dtype=np.int64)
+        self.counts.device_reads += devices.size
+        g = self.apparent(self.g[devices])
+        return g * (1.0 + self.bench.sim.read_noise * self.rng.standard_normal(g.shape))
+
+    def _array(self, array: str) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._cache.get(array)
+        if hit is None:
+            g = self.apparent(self.g[self._index[array]])
+            hit = self._cache[array] = (g, g * g)
+        return hit
+
+    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+        g, g2 = self._array(array)
+        x = np.asarray(inputs, dtype=np.float64)
+        self.counts.mac_reads += x.shape[0] * g.shape[1]
+        v = self.bench.pulses.read_voltage
+        current = x @ g
+        sigma = np.sqrt(x @ g2)
+        current += (self.bench.sim.read_noise * sigma) * self.rng.standard_normal(current.shape)
+        return v * current
+
+    # ---- checkpoints ------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "g": self.g.copy(),
+            "mode": self.mode.copy(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.g = state["g"].copy()
+        self.mode = state["mode"].copy()
+        self.rng.bit_generator.state = state["rng"]
+        self._cache.clear()

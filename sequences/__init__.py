@@ -1,0 +1,2 @@
+"""Sequences: what to apply (pulses, reads, sweeps) as plain data and generators, runnable on
+any backend."""
