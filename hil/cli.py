@@ -10,7 +10,9 @@ from hil import __version__
 from hil.errors import HilError
 
 # Each module adds its sub-commands with ``register(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "hil.cmd_characterize",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
