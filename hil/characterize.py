@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.isotonic import isotonic_regression
 
 from hil.backend import Backend, OpCounts
 from hil.bench import CELLS, Bench
@@ -141,11 +142,14 @@ def _fill(shape: tuple[int, ...], where: np.ndarray, values: np.ndarray) -> np.n
 def measured_curves(bench: Bench, set_g: np.ndarray, reset_g: np.ndarray) -> Curves:
     """Response curves (one per column of the traces) as memristor conductance: the cell
     conductance ``G`` seen through series resistance ``R`` is ``g / (1 + g R)``, so
-    ``g = G / (1 - G R)``."""
+    ``g = G / (1 - G R)``. Each branch is stored as a strictly monotone fit (:func:`_monotone`):
+    :mod:`hil.curves` makes a loaded branch monotone by a running maximum (minimum), which on raw
+    noisy reads would ride the read noise and leave flat stretches."""
     rs = bench.sim.series_resistance * 1e-6
     parts = []
     for polarity, trace in (("set", set_g), ("reset", reset_g)):
         g = trace / (1.0 - np.minimum(trace * rs, 0.99))
+        g = np.column_stack([_monotone(col, increasing=polarity == "set") for col in g.T])
         n, k = g.shape
         parts.append(pd.DataFrame({
             "curve": np.tile(np.arange(1, k + 1), n),
@@ -154,6 +158,16 @@ def measured_curves(bench: Bench, set_g: np.ndarray, reset_g: np.ndarray) -> Cur
             "conductance_uS": g.ravel(),
         }))
     return curves_from_frame(pd.concat(parts, ignore_index=True), "measured curves")
+
+
+def _monotone(y: np.ndarray, increasing: bool) -> np.ndarray:
+    """Strictly monotone fit of a noisy branch: the isotonic (least-squares monotone) fit, with
+    each of its flat blocks replaced by a straight line between block centres. Flat stretches
+    would make the simulator's position lookup jump to their far end, speeding devices up."""
+    fit = isotonic_regression(y, increasing=increasing)
+    starts = np.r_[0, np.flatnonzero(np.diff(fit)) + 1]
+    ends = np.r_[starts[1:], fit.size]
+    return np.interp(np.arange(fit.size), (starts + ends - 1) / 2, fit[starts])
 
 
 class _Log:

@@ -8,7 +8,7 @@ The ``[characterize]`` section of the bench file (every key optional)::
     open_uS = 0.1            # a cell reading below this carries no current
     short_uS = 1000.0        # above this a cell conducts more than any memristor state: short
     stuck_on_uS = 50.0       # a device that does not respond is stuck-on at or above this level
-    min_change = 0.1         # a response must change the conductance by this log-ratio (~10 %) ...
+    min_change = 0.05        # a response must change the conductance by this log-ratio (~5 %) ...
     min_change_uS = 0.5      # ... and by at least this much
     max_backstep = 0.15      # a step against the pulse larger than this fraction: non-monotone
     max_read_noise = 0.08    # relative spread of repeated reads above this: noisy
@@ -25,9 +25,11 @@ Rules, applied in this order, so that every device gets exactly one mode:
    may be fine; the line is reported once as a fabric fault).
 2. ``short``: some read reached ``short_uS`` or the SMU's current compliance.
 3. ``open``: no read ever reached ``open_uS``.
-4. ``stuck_on`` / ``stuck_off``: neither the SET train raised the conductance nor the RESET train
-   lowered it by ``min_change`` (log-ratio, means of the last three reads against the read map)
-   and ``min_change_uS``; its level decides which.
+4. ``stuck_on`` / ``stuck_off``: neither the SET train raised the conductance (mean of its last
+   five reads against the read map) nor the RESET train lowered it (mean of its last five reads
+   against the SET train's) by ``min_change`` (log-ratio) and ``min_change_uS``; its level
+   decides which. 5 % is about 4.5 read-noise sigmas of those means at 1.5 % read noise, yet
+   less than what 20 RESET pulses do to the slowest working device sitting at its ceiling.
 5. ``unstable``: it responds, but a step went against the pulse by more than ``max_backstep``
    (non-monotone) or repeated reads spread more than ``max_read_noise`` (noisy).
 6. ``ok``.
@@ -51,7 +53,7 @@ from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
 from hil.errors import BenchFileError
 
 _NUM = (int, float)
-_TAIL = 3  # reads averaged at the end of a train
+_TAIL = 5  # reads averaged at the end of a train
 
 
 def _pos(v: float) -> str | None:
@@ -68,7 +70,7 @@ SCHEMA: Schema = {
     "open_uS": (_NUM, _pos, 0.1),
     "short_uS": (_NUM, _pos, 1000.0),
     "stuck_on_uS": (_NUM, _pos, 50.0),
-    "min_change": (_NUM, _pos, 0.1),
+    "min_change": (_NUM, _pos, 0.05),
     "min_change_uS": (_NUM, _pos, 0.5),
     "max_backstep": (_NUM, _fraction, 0.15),
     "max_read_noise": (_NUM, _pos, 0.08),

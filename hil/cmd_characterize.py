@@ -7,6 +7,7 @@ import argparse
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cells on each board, ranges allowed, e.g. 1-6:1-10,12:3 "
                    "(default: all 120)")
     p.add_argument("--replaced", action="store_true",
-                   help="only the cells whose chip was replaced and not characterised since")
+                   help="only the cells whose chip was replaced and not characterised since "
+                   "(no response curves: spare the new devices the pulses)")
     p.add_argument("--form", action="store_true",
                    help="form the devices first (stepped SET ramp, [characterize] form_*)")
     faults = p.add_mutually_exclusive_group()
@@ -202,6 +204,8 @@ def run_characterize(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     bench = load_bench(args.bench)
     s = settings(bench)
+    if args.replaced:
+        s = replace(s, curve_devices=0)
     with Registry(args.registry) as registry:
         devices = select_devices(args, bench, registry)
         backend = _backend(args, bench, registry)

@@ -191,6 +191,7 @@ class Registry:
         df = pd.read_sql_query(
             "SELECT board, row, col, time, event, mode, pulses, run FROM events "
             "WHERE bench = ? AND board = ? ORDER BY id", self.db, params=[bench.name, board])
+        df["pulses"] = df["pulses"].astype("Int64")
         lab = bench.board_map
         df.insert(1, "chip", lab.chip[df["row"] - 1, df["col"] - 1])
         df.insert(2, "pad", lab.pad[df["row"] - 1, df["col"] - 1])
