@@ -173,3 +173,18 @@ def test_curve_round_trip_keeps_the_statistics(bench, s):
     # the curves span the device window the simulator needs
     assert max(c[-1] for c in first.curves.set) > 300
     assert min(c[-1] for c in first.curves.reset) < 5
+
+
+def test_forming_before_judging(bench, s):
+    modes = np.zeros(bench.n_devices, dtype=np.int8)
+    modes[cell(bench, 13, 6, 6)] = STUCK_OFF
+    sim = SimBackend(bench, seed=6, modes=modes)
+    result = characterize(sim, board(bench, 13), s, form=True)
+    formed = result.reads[(result.reads["sequence"] == "form")]
+    assert formed["step"].max() >= 1
+    last = formed.sort_values("step").groupby(["row", "col"])["conductance_uS"].last()
+    assert (last.drop(index=(6, 6)) >= s.form_threshold_uS).all()
+    assert last[(6, 6)] < s.form_threshold_uS
+    assert set(result.failed["mode"]) == {"stuck_off"} and len(result.failed) == 1
+    t = result.table.set_index("device")
+    assert t.loc[cell(bench, 13, 6, 6), "pulses"] > t["pulses"].min()  # rode the whole ramp
