@@ -48,7 +48,8 @@ class _Branch:
         pos = np.interp(key, self.g, self.n) - curve * _N_OFFSET
         pos = np.minimum(pos + dn, self.last[curve]) + curve * _N_OFFSET
         g_new = self.sign * (np.interp(pos, self.n, self.g) - curve * _G_OFFSET)
-        return np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
+        g_new = np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
+        return np.where(dn > 0, g_new, g)  # no step: a device off its curve stays put
 
 
 class SimBackend(Backend):
