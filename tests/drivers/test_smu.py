@@ -115,3 +115,8 @@ def test_model_named_by_bench_file_must_match() -> None:
         pass
     with expected_protocol(Keithley2450, IDN_2450, limits=LIMITS, model="2450") as smu:
         assert smu.identity.serial == "04096218"
+    # the family name accepts any model of the family, an exact model only itself
+    with expected_protocol(KeysightB2900, IDN_B2900, limits=LIMITS, model="B2900"):
+        pass
+    with expected_protocol(KeysightB2900, IDN_B2900, limits=LIMITS, model="b2912a"):
+        pass
