@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import hil.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
 from hil.bench import Bench
 
 SET, RESET = 1, -1
