@@ -1,0 +1,131 @@
+"""Network shapes, input encoding on bit lines, and the backprop of the paper's eqs. 1-3.
+
+Inputs reach the arrays as *binary* bit-line patterns: a 4-bit pixel (0-16 clipped to 15) is
+applied as four bit-planes whose column currents the host weights by 1, 2, 4, 8 and sums; a
+signed hidden activation is quantised to 4 bits and applied in two passes (positive part,
+negative part). A bias row is driven in every plane of the positive pass, so it acts as input 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.errors import HilError
+
+BITS = 4
+LEVELS = 2**BITS - 1  # 15
+PLANE_WEIGHTS = 2.0 ** np.arange(BITS) / LEVELS  # plane b carries weight 2^b / 15
+SIGNED_WEIGHTS = np.concatenate([PLANE_WEIGHTS, -PLANE_WEIGHTS])
+N_PIXELS, N_CLASSES = 64, 10
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Layer sizes without bias: (64, 10) single layer, (64, H, 10) two layers."""
+
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, network: str, hidden: int | None = None) -> NetworkSpec:
+        if network == "single":
+            spec = cls((N_PIXELS, N_CLASSES))
+        elif network == "two":
+            spec = cls((N_PIXELS, 20 if hidden is None else hidden, N_CLASSES))
+        elif m := re.fullmatch(r"65-(?:(\d+)-)?10", network):
+            spec = cls((N_PIXELS, int(m[1]), N_CLASSES) if m[1] else (N_PIXELS, N_CLASSES))
+            if hidden is not None and m[1] and hidden != int(m[1]):
+                raise HilError(f"--network {network} and --hidden {hidden} disagree")
+            if hidden is not None and not m[1]:
+                raise HilError("--hidden needs a two-layer network")
+        else:
+            raise HilError(f"--network {network!r}: expected single, two or 65-H-10 / 65-10")
+        if hidden is not None and network == "single":
+            raise HilError("--hidden needs a two-layer network")
+        if len(spec.sizes) == 3 and not 5 <= spec.sizes[1] <= 100:
+            raise HilError(f"hidden neurons must be 5-100, got {spec.sizes[1]}")
+        return spec
+
+    @property
+    def name(self) -> str:
+        return "-".join(str(s) for s in (self.sizes[0] + 1, *self.sizes[1:]))
+
+    @property
+    def bench_key(self) -> str:
+        return "single" if len(self.sizes) == 2 else "two"
+
+    @property
+    def array_shapes(self) -> list[tuple[int, int]]:
+        """Each layer is an array of (inputs + bias) rows and a G+/G- column pair per output."""
+        return [(n_in + 1, 2 * n_out) for n_in, n_out in zip(self.sizes, self.sizes[1:],
+                                                            strict=False)]
+
+
+def pixel_planes(pixels: np.ndarray) -> np.ndarray:
+    """(n, 64) pixels 0-16 -> (n, 4, 65) bit-planes, bias row last."""
+    q = np.minimum(np.asarray(pixels, dtype=np.int64), LEVELS)
+    bits = (q[:, None, :] >> np.arange(BITS)[None, :, None]) & 1
+    bias = np.ones((q.shape[0], BITS, 1), dtype=np.int64)
+    return np.concatenate([bits, bias], axis=2).astype(np.float64)
+
+
+_BITS_OF = ((np.arange(LEVELS + 1)[:, None] >> np.arange(BITS)) & 1).astype(np.float64)
+
+
+def signed_planes(h: np.ndarray) -> np.ndarray:
+    """(n, H) activations in [-1, 1] -> (n, 8, H + 1): 4 planes of the positive part with the
+    bias row set, then 4 planes of the negative part."""
+    h = np.asarray(h, dtype=np.float64)
+    q = np.rint(np.abs(h) * LEVELS).astype(np.int64)
+    n, width = h.shape
+    out = np.zeros((n, 2 * BITS, width + 1))
+    pos = h > 0
+    out[:, :BITS, :width] = _BITS_OF[np.where(pos, q, 0)].transpose(0, 2, 1)
+    out[:, BITS:, :width] = _BITS_OF[np.where(pos, 0, q)].transpose(0, 2, 1)
+    out[:, :BITS, width] = 1.0
+    return out
+
+
+def quantised(h: np.ndarray) -> np.ndarray:
+    """The signed 4-bit values that :func:`signed_planes` applies, as the host sees them."""
+    return np.rint(h * LEVELS) / LEVELS
+
+
+def decode_planes(planes: np.ndarray) -> np.ndarray:
+    """The input values the planes represent (inverse of the encoders, for the host side)."""
+    weights = PLANE_WEIGHTS if planes.shape[-2] == BITS else SIGNED_WEIGHTS
+    return np.einsum("...kr,k->...r", planes, weights)
+
+
+def forward(xs: np.ndarray, weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Host forward pass; ``xs`` (n, inputs), weights (inputs + 1, outputs) with bias last.
+    Returns the activations of every layer, input (with bias) first."""
+    acts = [np.hstack([xs, np.ones((xs.shape[0], 1))])]
+    for i, w in enumerate(weights):
+        y = np.tanh(acts[-1] @ w)
+        acts.append(np.hstack([y, np.ones((y.shape[0], 1))]) if i < len(weights) - 1 else y)
+    return acts
+
+
+def deltas(acts: list[np.ndarray], weights: list[np.ndarray], target: np.ndarray) -> list:
+    """Error terms of eqs. 2-3 for every layer, output layer last (``weights[0]`` is not used:
+    only the weights above a layer enter its error term).
+
+    Output: delta_k = (z_k - y_k)(1 - y_k^2). Hidden: delta_j = sum_k delta_k w_jk (1 - y_j^2).
+    The weight update of eqs. 2-3 is then eta * outer(y_i, delta_j) = -eta dE/dw.
+    """
+    y = acts[-1]
+    d = [(target - y) * (1 - y * y)]
+    for layer in range(len(weights) - 1, 0, -1):
+        h = acts[layer][:, :-1]
+        d.insert(0, (d[0] @ weights[layer][:-1].T) * (1 - h * h))
+    return d
+
+
+def targets(labels: np.ndarray) -> np.ndarray:
+    """Targets +1 for the true class and -1 for the others."""
+    z = -np.ones((len(labels), N_CLASSES))
+    z[np.arange(len(labels)), labels] = 1.0
+    return z
