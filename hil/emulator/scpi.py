@@ -334,15 +334,24 @@ def _split_units(message: str) -> list[str]:
 
 
 class LineServer(socketserver.ThreadingTCPServer):
-    """A TCP server on 127.0.0.1 that hands each received line to ``respond`` and writes back
-    what it returns (plus ``\\n``). Port 0 picks a free port (see ``port``)."""
+    """A TCP server on 127.0.0.1 that hands each received line (bytes, without its ``\\n``) to
+    ``respond`` and writes back what it returns plus ``\\n`` (``None``: no reply). Port 0 picks
+    a free port (see ``port``)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, respond: Callable[[str], str | None], port: int = 0) -> None:
+    def __init__(self, respond: Callable[[bytes], bytes | None], port: int = 0) -> None:
         self.respond = respond
         super().__init__(("127.0.0.1", port), _LineHandler)
+
+    @classmethod
+    def for_instrument(cls, instrument: ScpiInstrument, port: int = 0) -> LineServer:
+        def respond(line: bytes) -> bytes | None:
+            reply = instrument.handle(line.decode("ascii", errors="replace").rstrip("\r"))
+            return None if reply is None else reply.encode("ascii")
+
+        return cls(respond, port)
 
     @property
     def port(self) -> int:
@@ -366,11 +375,10 @@ class _LineHandler(socketserver.StreamRequestHandler):
                 return
             if not raw:
                 return
-            line = raw.decode("ascii", errors="replace").rstrip("\r\n")
-            reply = self.server.respond(line)  # type: ignore[attr-defined]
+            reply = self.server.respond(raw.rstrip(b"\n"))  # type: ignore[attr-defined]
             if reply is not None:
                 try:
-                    self.wfile.write(reply.encode("ascii") + b"\n")
+                    self.wfile.write(reply + b"\n")
                     self.wfile.flush()
                 except OSError:
                     return

@@ -143,6 +143,7 @@ class Keithley2450(Smu):
           self.set("level", lambda v: number(v, -210, 210)))
         a(f"{s}:VOLTage[:LEVel][:IMMediate][:AMPLitude]?", self.get("level"))
         a(f"{s}:VOLTage:RANGe", accept(lambda a: number(a, -210, 210)))
+        a(f"{s}:VOLTage:RANGe?", lambda args, sfx: fmt(2.0))
         a(f"{s}:VOLTage:RANGe:AUTO", accept(boolean))
         a(f"{s}:VOLTage:ILIMit[:LEVel]", self.set("compliance", lambda v: number(v, 1e-9, 1.05)))
         a(f"{s}:VOLTage:ILIMit[:LEVel]?", self.get("compliance"))
@@ -250,6 +251,7 @@ class KeysightB2900(Smu):
         a(f"{s}:VOLTage:MODE", self.set("list_mode",
                                          lambda v: choice(v, "FIXed", "LIST", "SWEep") == "LIST"))
         a(f"{s}:VOLTage:RANGe", accept(lambda a: number(a, -210, 210)))
+        a(f"{s}:VOLTage:RANGe?", lambda args, sfx: fmt(2.0))
         a(f"{s}:VOLTage:RANGe:AUTO", accept(boolean))
         a(f"{s}:LIST:VOLTage", self.set_list(append=False))
         a(f"{s}:LIST:VOLTage:APPend", self.set_list(append=True))
