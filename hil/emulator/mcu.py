@@ -59,6 +59,7 @@ class McuEmulator:
         self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
         self.received: list[bytes] = []
         self.executed: list[str] = []  # commands executed (retransmissions excluded)
+        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         model.listeners.append(self.hardware_trigger)
 
     # ---- fault injection ----------------------------------------------------------------
@@ -207,33 +208,45 @@ class McuEmulator:
     # ---- switches ---------------------------------------------------------------------------
 
     def apply(self, route: Route) -> None:
-        """Drive the switches of ``route`` (all others open); a stuck BL stays open."""
+        """Drive the switches of ``route`` (all others open); a stuck BL stays open, and the
+        read-back then disagrees: everything is opened again and the route refused."""
         m = self.model
+        pos, cols, rows = self._compiled(route)
         m.open_all()
-        for board, col, mask in route.groups:
-            p = m.board_pos[board]
-            m.wl[p, col - 1] = True
-            rows = np.array([mask >> r & 1 for r in range(m.bls.shape[1])], dtype=bool)
-            if self._take_fault("stuck_switch", ""):
-                self.stuck.add((p, int(np.flatnonzero(rows)[0])))
-            for sp, sr in self.stuck:
-                if sp == p:
-                    rows[sr] = False
-            m.bls[p] = rows
-            (m.slg if route.kind == "PUL" else m.slm)[p, col - 1] = True
+        m.wl[pos, cols] = True
+        m.bls[pos] = rows
+        (m.slg if route.kind == "PUL" else m.slm)[pos, cols] = True
+        if not (self.stuck or self.faults):
+            return  # nothing can make the read-back differ from the command
+        if pos.size and self._take_fault("stuck_switch", ""):
+            self.stuck.add((int(pos[0]), int(np.flatnonzero(rows[0])[0])))
+        for sp, sr in self.stuck:
+            m.bls[sp, sr] = False
         if route.switch_state() != self.read_back():
             m.open_all()
             raise _Refused(7, "switch")
 
+    def _compiled(self, route: Route) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Board positions, 0-based columns and (groups, rows) BL pattern of a route; cached,
+        since table mode applies the same few routes over and over."""
+        hit = self._cache.get(route)
+        if hit is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            g = route.groups
+            pos = np.array([self.model.board_pos[b] for b, _, _ in g], dtype=np.int64)
+            cols = np.array([c - 1 for _, c, _ in g], dtype=np.int64)
+            masks = np.array([m for _, _, m in g], dtype=np.int64)
+            rows = (masks[:, None] >> np.arange(self.model.bls.shape[1])) & 1 == 1
+            hit = self._cache[route] = (pos, cols, rows)
+        return hit
+
     def read_back(self) -> dict[int, SwitchState]:
         m = self.model
-        states = {}
-        for board, p in m.board_pos.items():
-            masks = [int(np.dot(a[p], 1 << np.arange(a.shape[1]))) for a in
-                     (m.wl, m.bls, m.slg, m.slm)]
-            if any(masks):
-                states[board] = SwitchState(*masks)
-        return states
+        masks = np.stack([a @ (1 << np.arange(a.shape[1])) for a in (m.wl, m.bls, m.slg, m.slm)])
+        ids = list(m.board_pos)
+        return {ids[p]: SwitchState(*(int(v) for v in masks[:, p]))
+                for p in np.flatnonzero(masks.any(axis=0))}
 
     def _step(self) -> None:
         try:

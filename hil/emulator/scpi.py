@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 import socketserver
 import threading
 from collections import deque
@@ -367,9 +368,16 @@ class LineServer(socketserver.ThreadingTCPServer):
 
 
 class _LineHandler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def handle(self) -> None:
+        quickack = getattr(socket, "TCP_QUICKACK", None)
         while True:
             try:
+                if quickack is not None:  # ACK at once: a client's Nagle wait never stalls
+                    self.request.setsockopt(socket.IPPROTO_TCP, quickack, 1)
                 raw = self.rfile.readline()
             except OSError:
                 return
