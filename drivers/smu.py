@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from drivers.errors import LimitError
+from drivers.errors import InstrumentError, LimitError
 from drivers.scpi import SCPIInstrument, format_number
 
 
@@ -137,7 +137,7 @@ class SourceMeter(SCPIInstrument):
             for command in self.LIST_END:
                 self.write(self._fill(command, fill))
         if currents.size != n:
-            raise LimitError(self.name, f"fetched {currents.size} readings, expected {n}")
+            raise InstrumentError(self.name, f"fetched {currents.size} readings, expected {n}")
         return currents
 
     def _fill(self, command: str, fill: dict[str, str]) -> str:
