@@ -109,8 +109,8 @@ class VerifyResult:
 def program_verify(devices, target_uS, tolerance_uS: float = 2.0, max_rounds: int = 50,
                    max_burst: int = 4, voltage=None, width=None) -> Sequence:
     """Program each device to ``target_uS`` (scalar or per device): read, pulse those outside
-    the band (SET below, RESET above; ``max_burst`` pulses when far, one when near), read again, until all are inside or ``max_rounds`` is spent. Returns a
-    :class:`VerifyResult`."""
+    the band (SET below, RESET above; ``max_burst`` pulses when far, one when near), read
+    again, until all are inside or ``max_rounds`` is spent. Returns a :class:`VerifyResult`."""
     devices = np.asarray(devices)
     target = np.broadcast_to(np.asarray(target_uS, dtype=float), devices.shape)
     pulses = np.zeros(devices.shape, dtype=np.int64)
