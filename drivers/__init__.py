@@ -10,3 +10,20 @@ pyserial). No physics here.
   and route definitions (``docs/mcu-protocol.md``).
 * :mod:`drivers.errors` — typed errors, all naming the instrument.
 """
+
+from drivers.keithley2450 import Keithley2450
+from drivers.keysight33500 import Keysight33500B
+from drivers.keysight81160 import Keysight81160A
+from drivers.keysightb2900 import KeysightB2900
+from drivers.pulsegen import PulseGenerator
+from drivers.smu import SourceMeter
+
+PULSE_GENERATORS: dict[str, type[PulseGenerator]] = {
+    cls.FAMILY: cls for cls in (Keysight33500B, Keysight81160A)
+}
+"""Driver class per family name as a bench file gives it (``generator_model``)."""
+
+SOURCE_METERS: dict[str, type[SourceMeter]] = {
+    cls.FAMILY: cls for cls in (Keithley2450, KeysightB2900)
+}
+"""Driver class per family name as a bench file gives it (``smu_model``)."""

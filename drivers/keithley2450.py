@@ -14,6 +14,7 @@ from drivers.smu import SourceMeter
 
 class Keithley2450(SourceMeter):
     MODEL = "Keithley 2450"
+    FAMILY = "2450"
     MODEL_PATTERN = r"2450"
     SETUP = (
         ":SOUR:FUNC VOLT",

@@ -12,6 +12,7 @@ from drivers.scpi import Control, format_bool, in_range, one_of, parse_bool
 
 class Keysight33500B(PulseGenerator):
     MODEL = "Keysight 33500B"
+    FAMILY = "33500B"
     MODEL_PATTERN = r"335\d\d[AB]|336\d\d[AB]"
     MIN_WIDTH, MAX_WIDTH = 16e-9, 1e6
     MIN_EDGE, MAX_EDGE = 8.4e-9, 1e-6

@@ -12,6 +12,7 @@ from drivers.scpi import Control, format_bool, in_range, one_of, parse_bool
 
 class Keysight81160A(PulseGenerator):
     MODEL = "Keysight 81160A"
+    FAMILY = "81160A"
     MODEL_PATTERN = r"8116\dA|8115\dA"
     MIN_WIDTH, MAX_WIDTH = 1.5e-9, 1e6
     MIN_EDGE, MAX_EDGE = 1e-9, 1e3

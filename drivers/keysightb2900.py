@@ -11,6 +11,7 @@ from drivers.smu import SourceMeter
 
 class KeysightB2900(SourceMeter):
     MODEL = "Keysight B2900"
+    FAMILY = "B2900"
     MODEL_PATTERN = r"B29\d\d[AB]?"
     SETUP = (
         ":SOUR{ch}:FUNC:MODE VOLT",

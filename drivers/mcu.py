@@ -562,6 +562,29 @@ def pack_table(routes: Sequence[Route], limit: int = MAX_LINE - 32) -> list[str]
     return commands
 
 
+def parse_table_command(args: str) -> tuple[int, list[Route]]:
+    """``(start, routes)`` of the arguments of ``TBL SET`` / ``TBL SCAN`` (the text after
+    ``TBL``), the inverse of :func:`pack_table`; raises :class:`RouteSyntaxError`."""
+    words = args.split(" ", 2)
+    if len(words) != 3 or not words[1].isdigit():
+        raise RouteSyntaxError(1, f"bad table command {args!r}")
+    verb, start, rest = words[0], int(words[1]), words[2]
+    if verb == "SET":
+        return start, [Route.parse(text) for text in rest.split(";")]
+    if verb == "SCAN":
+        kind, span, *masks = rest.split(" ")
+        try:
+            first, last = (_decimal(c) for c in span.split("-"))
+            pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
+        except ValueError as exc:
+            raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
+        if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:
+            raise RouteSyntaxError(1 if kind in ("PUL", "MAC") else 2, f"bad scan {args!r}")
+        return start, [Route(kind, tuple((b, c, m) for b, m in pairs))
+                       for c in range(first, last + 1)]
+    raise RouteSyntaxError(2, f"unknown table command {verb!r}")
+
+
 def _scan_run(routes: Sequence[Route], i: int) -> int:
     """Length of the run from ``i`` that a ``TBL SCAN`` can express (1 if none)."""
     first = routes[i]

@@ -181,10 +181,12 @@ class SCPIInstrument:
 
     Opening checks ``*IDN?`` at once (pyvisa-py "opens" a TCP socket nobody listens on; the first
     exchange is what proves the instrument is there) against ``MODEL_PATTERN`` and, when given,
-    the exact model the bench file names.
+    the model the bench file names: the family (``FAMILY``, e.g. ``33500B``) accepts any model of
+    the family, an exact model (``33522B``) only that one.
     """
 
-    MODEL: ClassVar[str] = "SCPI instrument"  # family, for messages
+    MODEL: ClassVar[str] = "SCPI instrument"  # maker and family, for messages
+    FAMILY: ClassVar[str] = ""  # the family name a bench file may give instead of a model
     MODEL_PATTERN: ClassVar[str] = r".*"  # regex the *IDN? model field must match (fullmatch)
 
     def __init__(
@@ -286,7 +288,8 @@ class SCPIInstrument:
         if not re.fullmatch(self.MODEL_PATTERN, found, flags=re.IGNORECASE):
             raise IdentityError(self.name, f"*IDN? names {identity.maker} {identity.model}, "
                                 f"not a {self.MODEL}")
-        if model is not None and normalise_model(model).upper() != found.upper():
+        wanted = None if model is None else normalise_model(model).upper()
+        if wanted not in (None, self.FAMILY.upper(), found.upper()):
             raise IdentityError(self.name, f"*IDN? names {identity.model}, the bench file "
                                 f"expects {model}")
         return identity

@@ -10,7 +10,9 @@ from hil import __version__
 from hil.errors import HilError
 
 # Each module adds its sub-commands with ``register(subparsers)``.
-COMMAND_MODULES = ["hil.cmd_train", "hil.cmd_bench"]
+COMMAND_MODULES = [
+    "hil.cmd_train", "hil.cmd_bench", "hil.cmd_characterize", "hil.cmd_experiment",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

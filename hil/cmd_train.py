@@ -16,6 +16,7 @@ from tqdm import tqdm
 from hil import plots
 from hil.backend import Backend, make_backend
 from hil.bench import Bench, load_bench
+from hil.curves import load_curves
 from hil.data import Digits, load_digits
 from hil.errors import HilError
 from hil.faults import MODE_NAMES, FailureRate, read_fault_map
@@ -38,6 +39,7 @@ class TrainParams:
     failures: str | None = None
     fault_map: str | None = None
     checkpoint_every: int = 1000
+    curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
 
 
 def prepare(params: TrainParams, digits: Digits | None = None,
@@ -58,8 +60,12 @@ def prepare(params: TrainParams, digits: Digits | None = None,
     kwargs: dict[str, Any] = {}
     if bench.backend == "sim":
         kwargs = {"seed": params.seed, "modes": modes}
+        if params.curves is not None:
+            kwargs["curves"] = load_curves(params.curves)
     elif modes is not None:
         raise HilError("--failures/--fault-map simulate failed devices: sim backend only")
+    elif params.curves is not None:
+        raise HilError("device response curves drive the simulator: sim backend only")
     digits = digits if digits is not None else load_digits(params.data, say=say)
     backend = make_backend(bench, **kwargs)
     if rehearse:

@@ -1,13 +1,23 @@
-"""Failed devices: placed at random by rate and mix, or read from a fault-map CSV.
+"""Failed devices and broken lines: placed at random by rate and mix, or read from a fault map.
 
 Fault-map format (CSV with header)::
 
     board,row,col,mode
     3,7,2,stuck_on
     3,1,10,stuck_off
+    3,4,6,open
+    5,12,1,short
+    7,5,*,open_bl
+    7,*,3,open_sl
 
 ``board`` is the board id of the bench file, ``row`` 1-12 and ``col`` 1-10 as labelled on the
-PCB, ``mode`` one of :data:`MODES`.
+PCB. A cell's ``mode`` is one of :data:`MODES`: ``open`` carries no current and ignores pulses
+(a broken pad or filament), ``short`` conducts far beyond any memristor state (a hard breakdown).
+Two line faults break the fabric rather than a device, with ``*`` for the whole line:
+``open_bl`` (the bit line of that row is open, row given, ``col`` is ``*``) and ``open_sl`` (the
+source line of that column, ``row`` is ``*``). Every cell on an open line behaves as ``open``,
+whatever its device, because no current reaches it; the characterizer must report the line once,
+not its twelve (or ten) cells.
 """
 
 from __future__ import annotations
@@ -18,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.bench import COLS, ROWS, Bench
+from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.errors import DataError, HilError
 
-OK, STUCK_OFF, STUCK_ON = 0, 1, 2
-MODES = {"ok": OK, "stuck_off": STUCK_OFF, "stuck_on": STUCK_ON}
+OK, STUCK_OFF, STUCK_ON, OPEN, SHORT = 0, 1, 2, 3, 4
+MODES = {"ok": OK, "stuck_off": STUCK_OFF, "stuck_on": STUCK_ON, "open": OPEN, "short": SHORT}
 MODE_NAMES = {v: k for k, v in MODES.items()}
+LINE_MODES = {"open_bl": "bl", "open_sl": "sl"}
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,49 @@ class FailureRate:
         return modes
 
 
+@dataclass(frozen=True)
+class LineFault:
+    """An open line of the switching fabric: ``bl`` (row 1-12) or ``sl`` (column 1-10)."""
+
+    board: int
+    line: str
+    index: int
+
+    def devices(self, bench: Bench) -> np.ndarray:
+        """Flat indices of the cells the line serves."""
+        first = bench.board_pos(self.board) * CELLS
+        if self.line == "bl":
+            return first + (self.index - 1) * COLS + np.arange(COLS)
+        return first + np.arange(ROWS) * COLS + (self.index - 1)
+
+
+@dataclass(frozen=True)
+class FaultMap:
+    """What is broken on a (simulated) bench: device modes, and open lines on top of them."""
+
+    cells: np.ndarray
+    lines: tuple[LineFault, ...] = ()
+
+    def modes(self, bench: Bench, replaced: np.ndarray | None = None) -> np.ndarray:
+        """Mode of every device as the bench behaves: devices whose chip was ``replaced`` are
+        fresh (``ok``), and every cell on an open line is ``open`` (a new chip mends no line)."""
+        modes = self.cells.copy()
+        if replaced is not None:
+            modes[np.asarray(replaced, dtype=np.int64)] = OK
+        for line in self.lines:
+            modes[line.devices(bench)] = OPEN
+        return modes
+
+
 def read_fault_map(path: str | Path, bench: Bench) -> np.ndarray:
-    """Mode of every device of ``bench`` from a fault-map CSV; unknown cells are errors."""
-    modes = np.zeros(bench.n_devices, dtype=np.int8)
+    """Mode of every device of ``bench`` from a fault-map CSV (cells on open lines ``open``)."""
+    return load_fault_map(path, bench).modes(bench)
+
+
+def load_fault_map(path: str | Path, bench: Bench) -> FaultMap:
+    """Device modes and line faults of a fault-map CSV; unknown cells are errors."""
+    cells = np.zeros(bench.n_devices, dtype=np.int8)
+    lines: list[LineFault] = []
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -67,26 +118,51 @@ def read_fault_map(path: str | Path, bench: Bench) -> np.ndarray:
             ):
                 raise DataError(f"{path}: header must be board,row,col,mode")
             for line, rec in enumerate(reader, start=2):
-                modes[_fault_device(path, line, rec, bench)] = _fault_mode(path, line, rec)
+                mode = (rec.get("mode") or "").strip()
+                if mode in LINE_MODES:
+                    lines.append(_line_fault(path, line, rec, bench, LINE_MODES[mode]))
+                elif mode in MODES:
+                    cells[_fault_device(path, line, rec, bench)] = MODES[mode]
+                else:
+                    known = ", ".join([*MODES, *LINE_MODES])
+                    raise DataError(f"{path}: line {line}: mode {mode!r} is not one of {known}")
     except OSError as exc:
         raise DataError(f"{path}: cannot read fault map: {exc.strerror}") from None
-    return modes
+    return FaultMap(cells, tuple(lines))
 
 
-def _fault_mode(path: object, line: int, rec: dict[str, str]) -> int:
-    mode = (rec.get("mode") or "").strip()
-    if mode not in MODES:
-        raise DataError(f"{path}: line {line}: mode {mode!r} is not one of {', '.join(MODES)}")
-    return MODES[mode]
+def _board(path: object, line: int, rec: dict[str, str], bench: Bench) -> int:
+    try:
+        board = int(rec["board"])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: line {line}: board must be an integer") from None
+    if board not in bench.board_ids:
+        raise DataError(f"{path}: line {line}: board {board} is not on bench {bench.name}")
+    return board
+
+
+def _line_fault(
+    path: object, line: int, rec: dict[str, str], bench: Bench, kind: str
+) -> LineFault:
+    board = _board(path, line, rec, bench)
+    index_key, star_key, size = ("row", "col", ROWS) if kind == "bl" else ("col", "row", COLS)
+    if (rec.get(star_key) or "").strip() != "*":
+        raise DataError(f"{path}: line {line}: open_{kind} needs {star_key} '*' (whole line)")
+    try:
+        index = int(rec[index_key])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: line {line}: open_{kind} needs an integer {index_key}") from None
+    if not 1 <= index <= size:
+        raise DataError(f"{path}: line {line}: {index_key} {index} is off the 12x10 board")
+    return LineFault(board, kind, index)
 
 
 def _fault_device(path: object, line: int, rec: dict[str, str], bench: Bench) -> int:
+    board = _board(path, line, rec, bench)
     try:
-        board, row, col = (int(rec[k]) for k in ("board", "row", "col"))
+        row, col = (int(rec[k]) for k in ("row", "col"))
     except (TypeError, ValueError):
-        raise DataError(f"{path}: line {line}: board,row,col must be integers") from None
-    if board not in bench.board_ids:
-        raise DataError(f"{path}: line {line}: board {board} is not on bench {bench.name}")
+        raise DataError(f"{path}: line {line}: row,col must be integers") from None
     if not (1 <= row <= ROWS and 1 <= col <= COLS):
         raise DataError(f"{path}: line {line}: cell ({row},{col}) is off the 12x10 board")
     return int(bench.devices(np.array([board]), np.array([row]), np.array([col]))[0])

@@ -10,7 +10,11 @@ Model (all vectorised over devices, parameters in the ``[sim]`` section of the b
 * a read sees the memristor in series with the selector's resistance and carries relative
   Gaussian read noise; a MAC read sums the cell currents of a column (Kirchhoff), its noise
   being the sum of the independent cell noises;
-* stuck devices keep their conductance whatever pulse they get.
+* stuck devices keep their conductance whatever pulse they get; an ``open`` cell (or one on an
+  open line) carries no current, a ``short`` one conducts like a 10 ohm path in series with the
+  selector; neither responds to pulses;
+* a single-cell read reports at most the SMU's current compliance (``[limits]``), as an SMU in
+  compliance does.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import numpy as np
 from hil.backend import SET, Backend
 from hil.bench import Bench
 from hil.curves import Curves, load_curves
-from hil.faults import STUCK_OFF, STUCK_ON
+from hil.faults import OPEN, SHORT, STUCK_OFF, STUCK_ON
 
 _G_OFFSET = 1000.0  # separates curves in the concatenated lookup tables (uS)
 _N_OFFSET = 100000.0  # separates curves in pulse-position space
+_SHORT_G = 1e5  # uS: a shorted memristor, 10 ohm
 
 
 class _Branch:
@@ -90,12 +95,15 @@ class SimBackend(Backend):
     # ---- faults -------------------------------------------------------------------------
 
     def set_modes(self, modes: np.ndarray) -> None:
-        """Make devices fail (or heal): stuck devices get a conductance in their band."""
+        """Make devices fail (or heal): stuck devices get a conductance in their band, open ones
+        none, shorted ones a near-zero resistance."""
         modes = np.asarray(modes, dtype=np.int8)
         s = self.bench.sim
         for code, (lo, hi) in ((STUCK_OFF, s.stuck_off_range), (STUCK_ON, s.stuck_on_range)):
             new = (modes == code) & (self.mode != code)
             self.g[new] = self.rng.uniform(lo, hi, int(new.sum()))
+        self.g[modes == OPEN] = 0.0
+        self.g[modes == SHORT] = _SHORT_G
         self.mode = modes.copy()
         self._cache.clear()
 
@@ -156,7 +164,9 @@ class SimBackend(Backend):
         devices = np.asarray(devices, dtype=np.int64)
         self.counts.device_reads += devices.size
         g = self.apparent(self.g[devices])
-        return g * (1.0 + self.bench.sim.read_noise * self.rng.standard_normal(g.shape))
+        g = g * (1.0 + self.bench.sim.read_noise * self.rng.standard_normal(g.shape))
+        b = self.bench
+        return np.minimum(g, b.limits.current_compliance / b.pulses.read_voltage * 1e6)
 
     def _array(self, array: str) -> np.ndarray:
         """[G | G^2] of an array's apparent conductances, kept current across pulses so a MAC

@@ -49,10 +49,10 @@ class TrainConfig:
     update: str = "mixed"
     g_unit: float = 100.0  # uS per unit weight
     lr: float = 0.02  # eta at epoch 0
-    lr_decay: float = 1.0  # eta_e = lr / (1 + lr_decay * e)
-    step_uS: float = 6.0  # nominal device step: the accumulator fires past this
+    lr_decay: float = 0.25  # eta_e = lr / (1 + lr_decay * e)
+    step_uS: float = 3.0  # device step of an update pulse: the accumulator fires past this
     max_burst: int = 4  # most pulses one weight gets per image
-    update_voltage: float = 1.8  # V, SET amplitude of update pulses (tunes the step size)
+    update_voltage: float = 1.6  # V, SET amplitude of update pulses: half the 1.8 V step
     g_refresh: float = 250.0  # uS: refresh a pair whose larger device passes this
     g_low: float = 8.0  # uS: refresh resets devices below this
     refresh_voltage: float = 2.3  # V, stronger RESET used to clear a saturated pair

@@ -1,0 +1,284 @@
+"""``hil characterize`` and ``hil devices``: find failed devices, hand over a replacement list,
+and keep every device's history in the registry."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hil import characterize_plots as plots
+from hil.backend import make_backend
+from hil.bench import COLS, ROWS, Bench, load_bench
+from hil.characterize import Result, characterize, planned_ops
+from hil.classify import MODES, settings
+from hil.errors import HilError
+from hil.faults import FailureRate, FaultMap, load_fault_map
+from hil.records import RunStore
+from hil.registry import Registry, default_path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "characterize",
+        help="characterise boards, flag failed devices, write a replacement list",
+        description="Self-test the switching fabric, then read every cell, apply a short SET "
+        "and RESET train with reads, classify each device (ok, stuck_on, stuck_off, open, short, "
+        "unstable), measure response curves of typical devices, and write the run, a "
+        "replacement list by board/chip/pad and the device registry.",
+    )
+    p.add_argument("--bench", metavar="FILE", help="bench file (default: the embedded bench)")
+    p.add_argument("--boards", metavar="IDS",
+                   help="board ids, e.g. 13-40 or 1,3,5-8 (default: every board of the bench)")
+    p.add_argument("--cells", metavar="ROW:COL",
+                   help="cells on each board, ranges allowed, e.g. 1-6:1-10,12:3 "
+                   "(default: all 120)")
+    p.add_argument("--replaced", action="store_true",
+                   help="only the cells whose chip was replaced and not characterised since "
+                   "(no response curves: spare the new devices the pulses)")
+    p.add_argument("--form", action="store_true",
+                   help="form the devices first (stepped SET ramp, [characterize] form_*)")
+    faults = p.add_mutually_exclusive_group()
+    faults.add_argument("--failures", metavar="RATE[:MIX]",
+                        help="simulated bench: fail this fraction of devices, MIX stuck-on")
+    faults.add_argument("--fault-map", metavar="CSV",
+                        help="simulated bench: faults from CSV board,row,col,mode")
+    p.add_argument("--seed", type=int, help="simulated bench seed (default: [sim] seed)")
+    p.add_argument("--registry", metavar="PATH",
+                   help=f"device registry (default: $HIL_REGISTRY or {default_path()})")
+    p.add_argument("--out", metavar="RUN", required=True, help="run directory to write")
+    p.set_defaults(run=run_characterize)
+
+    d = sub.add_parser("devices", help="device registry: census, history, chip swaps",
+                       description="The device registry kept across runs.")
+    dsub = d.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded bench)")
+    common.add_argument("--registry", metavar="PATH", help="device registry file")
+    r = dsub.add_parser("replace", parents=[common], help="record a chip swap (or a pad)")
+    r.add_argument("--board", type=int, required=True)
+    r.add_argument("--chip", type=int, required=True)
+    r.add_argument("--pad", type=int, help="only this pad of the chip (re-glued)")
+    r.set_defaults(run=run_replace)
+    ls = dsub.add_parser("list", parents=[common], help="census of known devices")
+    ls.add_argument("--board", type=int)
+    ls.add_argument("--mode", choices=[*MODES, "replaced"])
+    ls.set_defaults(run=run_list)
+    h = dsub.add_parser("history", parents=[common], help="events of a board's devices")
+    h.add_argument("--board", type=int, required=True)
+    h.add_argument("--chip", type=int)
+    h.set_defaults(run=run_history)
+
+
+# ---- selection ------------------------------------------------------------------------------
+
+
+def _ranges(text: str, lo: int, hi: int, what: str, flag: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise HilError(f"{flag} {text!r}: expected numbers and ranges like 3,5-8")
+        a, b = int(m[1]), int(m[2] or m[1])
+        if a > b or a < lo or b > hi:
+            raise HilError(f"{flag} {text!r}: {what} {part.strip()} outside {lo}-{hi}")
+        out.extend(range(a, b + 1))
+    return out
+
+
+def parse_boards(text: str | None, bench: Bench) -> list[int]:
+    if text is None:
+        return list(bench.board_ids)
+    ids = _ranges(text, 1, max(bench.board_ids), "board", "--boards")
+    missing = sorted(set(ids) - set(bench.board_ids))
+    if missing:
+        raise HilError(f"--boards: board {missing[0]} is not on bench {bench.name}")
+    return sorted(set(ids), key=bench.board_ids.index)
+
+
+def parse_cells(text: str | None) -> np.ndarray:
+    """Mask (12, 10) of the cells ``--cells`` names on each board."""
+    mask = np.zeros((ROWS, COLS), dtype=bool)
+    if text is None:
+        mask[:] = True
+        return mask
+    for part in re.split(r",(?=[^,:]*:)", text):
+        if part.count(":") != 1:
+            raise HilError(f"--cells {text!r}: expected ROW:COL items, e.g. 1-6:1-10,12:3")
+        rows, cols = part.split(":")
+        r = np.array(_ranges(rows, 1, ROWS, "row", "--cells")) - 1
+        c = np.array(_ranges(cols, 1, COLS, "column", "--cells")) - 1
+        mask[np.ix_(r, c)] = True
+    return mask
+
+
+def select_devices(args: argparse.Namespace, bench: Bench, registry: Registry) -> np.ndarray:
+    boards = parse_boards(args.boards, bench)
+    cells = np.flatnonzero(parse_cells(args.cells).ravel())
+    pos = np.array([bench.board_pos(b) for b in boards], dtype=np.int64)
+    devices = (pos[:, None] * ROWS * COLS + cells[None, :]).ravel()
+    if args.replaced:
+        devices = np.intersect1d(devices, registry.replaced_devices(bench, pending=True))
+        if devices.size == 0:
+            raise HilError(f"{registry.path}: no replaced cells waiting for characterisation "
+                           f"on bench {bench.name} (record swaps with 'hil devices replace')")
+    return devices
+
+
+def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
+    if bench.backend != "sim":
+        if args.failures or args.fault_map or args.seed is not None:
+            raise HilError("--failures, --fault-map and --seed apply to the simulated bench only")
+        return make_backend(bench)
+    seed = bench.sim.seed if args.seed is None else args.seed
+    faults = None
+    if args.failures:
+        rng = np.random.default_rng(seed)
+        faults = FaultMap(FailureRate.parse(args.failures).place(bench.n_devices, rng))
+    elif args.fault_map:
+        faults = load_fault_map(args.fault_map, bench)
+    # chips swapped on the registry are fresh devices on the simulated bench too
+    modes = None if faults is None else faults.modes(bench, registry.replaced_devices(bench))
+    return make_backend(bench, seed=seed, modes=modes)
+
+
+# ---- characterize -------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def write_run(store: RunStore, bench: Bench, result: Result, started: float,
+              command: list[str]) -> dict:
+    """Every output of a characterisation into its run directory; returns the summary, whose
+    ``wall_seconds`` counts from ``started`` (``time.perf_counter``) to the last plot."""
+    out = store.dir
+    reads = result.reads
+    reads.to_csv(out / "reads.csv", index=False)
+    reads.to_parquet(out / "reads.parquet", index=False)
+    store.write_table("reads", reads.astype({"sequence": str}))
+    table = result.table.drop(columns="device")
+    table.to_csv(out / "devices.csv", index=False)
+    store.write_table("devices", table)
+    failed = result.failed
+    failed.to_csv(out / "replacements.csv", index=False)
+    store.write_table("replacements", failed)
+    fabric = [{"board": f.board, "line": f.line, "index": f.index} for f in result.fabric]
+    store.write_table("fabric_faults", pd.DataFrame(fabric, columns=["board", "line", "index"]))
+    if result.curves is not None:
+        result.curves.write(out / "curves.csv")
+        store.write_table("curves", result.curves.to_frame())
+    counts = result.table["mode"].value_counts()
+    summary = {
+        "bench": bench.name,
+        "boards": sorted({int(b) for b in result.table["board"]}, key=bench.board_ids.index),
+        "devices": int(result.devices.size),
+        "counts": {m: int(counts.get(m, 0)) for m in MODES},
+        "failed": int(len(failed)),
+        "fabric_faults": fabric,
+        "curve_devices": 0 if result.curves is None else len(result.curves.ids),
+        "operations": result.counts.as_dict(),
+        "predicted_bench_seconds": round(result.bench_seconds, 3),
+    }
+    plots.board_maps(bench, result, out / "maps")
+    plots.conductance_cdf(result, out / "conductance-cdf.png")
+    plots.response_curves(result, out / "response-curves.png")
+    summary["wall_seconds"] = round(time.perf_counter() - started, 3)
+    store.put_meta(command=command, bench_text=bench.text, bench_path=bench.path,
+                   summary=summary)
+    store.write_json("summary.json", summary)
+    return summary
+
+
+def run_characterize(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    bench = load_bench(args.bench)
+    s = settings(bench)
+    if args.replaced:
+        s = replace(s, curve_devices=0)
+    with Registry(args.registry) as registry:
+        devices = select_devices(args, bench, registry)
+        backend = _backend(args, bench, registry)
+        try:
+            with tqdm(total=planned_ops(bench, devices, s, args.form), unit="op",
+                      desc=f"characterize {devices.size} devices", file=sys.stderr) as bar:
+                result = characterize(backend, devices, s, form=args.form, tick=bar.update)
+                bar.total = bar.n  # forming may stop early; the plan is done
+        finally:
+            backend.close()
+        store = RunStore(args.out)
+        try:
+            summary = write_run(store, bench, result, t0, sys.argv[1:])
+        finally:
+            store.close()
+        registry.record(bench, result.devices, result.table["mode"].to_numpy(),
+                        result.table["pulses"].to_numpy(), run=str(Path(args.out).resolve()))
+    _report(result, summary, Path(args.out), registry.path)
+    return 0
+
+
+def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
+    counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
+    print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
+          f"in {summary['wall_seconds']:.1f} s; predicted bench time "
+          f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss)")
+    print(f"modes: {counts}")
+    if result.fabric:
+        print("fabric faults (fix the board, not the devices): " + "; ".join(
+            f"board {f.board} {f.line.upper()} {f.index} open" for f in result.fabric))
+    failed = result.failed
+    if failed.empty:
+        print("no devices to replace")
+    else:
+        print(f"replace {len(failed)} device(s) ({out / 'replacements.csv'}):")
+        print(failed.to_string(index=False))
+    if result.curves is not None:
+        print(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
+              f"(use as [sim] curves); registry: {registry}")
+
+
+# ---- devices --------------------------------------------------------------------------------
+
+
+def _show(df: pd.DataFrame, empty: str) -> None:
+    print(empty if df.empty else df.fillna("").to_string(index=False))
+
+
+def run_replace(args: argparse.Namespace) -> int:
+    bench = load_bench(args.bench)
+    with Registry(args.registry) as registry:
+        cells = registry.replace(bench, args.board, args.chip, args.pad)
+    print(f"board {args.board} chip {args.chip}: {len(cells)} device(s) marked replaced; "
+          "re-characterise with 'hil characterize --replaced'")
+    _show(cells, "")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    bench = load_bench(args.bench)
+    with Registry(args.registry) as registry:
+        census = registry.census(bench, args.board, args.mode)
+    _show(census, f"no devices known on bench {bench.name}")
+    if not census.empty:
+        counts = census["mode"].value_counts()
+        print(", ".join(f"{m} {n}" for m, n in counts.items()))
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    bench = load_bench(args.bench)
+    with Registry(args.registry) as registry:
+        history = registry.history(bench, args.board, args.chip)
+    _show(history, f"no history for board {args.board}")
+    return 0
+
