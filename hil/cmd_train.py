@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,13 @@ class TrainParams:
 
 
 def prepare(params: TrainParams, digits: Digits | None = None,
-            say=print) -> tuple[Bench, Backend, OnlineTrainer]:
-    """Bench, backend (with any failed devices placed) and trainer for ``params``."""
+            say=print, rehearse: bool = False) -> tuple[Bench, Backend, OnlineTrainer]:
+    """Bench, backend (with any failed devices placed) and trainer for ``params``; with
+    ``rehearse`` the simulated bench with this bench's physics stands in (``--dry-run``)."""
     spec = NetworkSpec.parse(params.network, params.hidden)
     bench = load_bench(params.bench).for_network(spec.bench_key, spec.array_shapes)
+    if rehearse:
+        bench = replace(bench, backend="sim")
     modes = None
     if params.failures is not None:
         modes = FailureRate.parse(params.failures).place(
@@ -65,6 +68,10 @@ def prepare(params: TrainParams, digits: Digits | None = None,
         raise HilError("device response curves drive the simulator: sim backend only")
     digits = digits if digits is not None else load_digits(params.data, say=say)
     backend = make_backend(bench, **kwargs)
+    if rehearse:
+        from hil.dryrun import clocked
+
+        backend = clocked(backend)
     config = TrainConfig(network=spec.name, epochs=params.epochs, seed=params.seed,
                          update=params.update, checkpoint_every=params.checkpoint_every)
     return bench, backend, OnlineTrainer(backend, digits, config)
@@ -94,6 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images between checkpoints (and one after every epoch)")
     p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped")
+    p.add_argument("--dry-run", action="store_true",
+                   help="move nothing: rehearse on the simulated bench and print operation "
+                   "counts and the predicted bench time")
     p.set_defaults(run=run)
 
 
@@ -117,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
             checkpoint_every=args.checkpoint_every,
         )
+        if args.dry_run:
+            from hil.dryrun import dry_run
+
+            return dry_run(params, prepare)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.sqlite").exists():
             raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
