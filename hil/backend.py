@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import hil.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
 from hil.bench import Bench
 
 SET, RESET = 1, -1
@@ -100,6 +101,11 @@ def make_backend(bench: Bench, **kwargs: Any) -> Backend:
         from hil.sim import SimBackend
 
         return SimBackend(bench, **kwargs)
+    if bench.backend == "instruments":
+        from hil.instruments import InstrumentBackend
+        from hil.sequencer import Sequencer
+
+        return Sequencer(InstrumentBackend(bench, **kwargs))
     from hil.errors import HilError
 
     raise HilError(f"{bench.path}: bench.backend: {bench.backend!r} is not available")

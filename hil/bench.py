@@ -357,6 +357,8 @@ def parse_bench(
             raise BenchFileError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
     sec = {name: _check_section(path, name, raw.get(name, {}), s) for name, s in SCHEMA.items()
            if name != "networks"}
+    for name, schema in EXTRA_SECTIONS.items():  # owned by other layers, checked just as strictly
+        _check_section(path, name, raw.get(name, {}), schema)
 
     boards = sec["boards"]
     if boards["ids"] is not None and boards["count"] is not None:

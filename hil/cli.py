@@ -10,8 +10,8 @@ from hil import __version__
 from hil.errors import HilError
 
 # Each module adds its sub-commands with ``register(subparsers)``.
-COMMAND_MODULES: list[str] = [
-    "hil.cmd_characterize",
+COMMAND_MODULES = [
+    "hil.cmd_train", "hil.cmd_bench", "hil.cmd_characterize", "hil.cmd_experiment",
 ]
 
 

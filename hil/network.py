@@ -71,18 +71,26 @@ def pixel_planes(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([bits, bias], axis=2).astype(np.float64)
 
 
+_BITS_OF = ((np.arange(LEVELS + 1)[:, None] >> np.arange(BITS)) & 1).astype(np.float64)
+
+
 def signed_planes(h: np.ndarray) -> np.ndarray:
     """(n, H) activations in [-1, 1] -> (n, 8, H + 1): 4 planes of the positive part with the
     bias row set, then 4 planes of the negative part."""
     h = np.asarray(h, dtype=np.float64)
     q = np.rint(np.abs(h) * LEVELS).astype(np.int64)
-    shifts = np.arange(BITS)[None, :, None]
-    pos = (np.where(h > 0, q, 0)[:, None, :] >> shifts) & 1
-    neg = (np.where(h < 0, q, 0)[:, None, :] >> shifts) & 1
-    n = h.shape[0]
-    pos = np.concatenate([pos, np.ones((n, BITS, 1), dtype=np.int64)], axis=2)
-    neg = np.concatenate([neg, np.zeros((n, BITS, 1), dtype=np.int64)], axis=2)
-    return np.concatenate([pos, neg], axis=1).astype(np.float64)
+    n, width = h.shape
+    out = np.zeros((n, 2 * BITS, width + 1))
+    pos = h > 0
+    out[:, :BITS, :width] = _BITS_OF[np.where(pos, q, 0)].transpose(0, 2, 1)
+    out[:, BITS:, :width] = _BITS_OF[np.where(pos, 0, q)].transpose(0, 2, 1)
+    out[:, :BITS, width] = 1.0
+    return out
+
+
+def quantised(h: np.ndarray) -> np.ndarray:
+    """The signed 4-bit values that :func:`signed_planes` applies, as the host sees them."""
+    return np.rint(h * LEVELS) / LEVELS
 
 
 def decode_planes(planes: np.ndarray) -> np.ndarray:
@@ -102,7 +110,8 @@ def forward(xs: np.ndarray, weights: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def deltas(acts: list[np.ndarray], weights: list[np.ndarray], target: np.ndarray) -> list:
-    """Error terms of eqs. 2-3 for every layer, output layer last.
+    """Error terms of eqs. 2-3 for every layer, output layer last (``weights[0]`` is not used:
+    only the weights above a layer enter its error term).
 
     Output: delta_k = (z_k - y_k)(1 - y_k^2). Hidden: delta_j = sum_k delta_k w_jk (1 - y_j^2).
     The weight update of eqs. 2-3 is then eta * outer(y_i, delta_j) = -eta dE/dw.

@@ -53,7 +53,8 @@ class _Branch:
         pos = np.interp(key, self.g, self.n) - curve * _N_OFFSET
         pos = np.minimum(pos + dn, self.last[curve]) + curve * _N_OFFSET
         g_new = self.sign * (np.interp(pos, self.n, self.g) - curve * _G_OFFSET)
-        return np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
+        g_new = np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
+        return np.where(dn > 0, g_new, g)  # no step: a device off its curve stays put
 
 
 class SimBackend(Backend):
@@ -80,7 +81,14 @@ class SimBackend(Backend):
         self.mode = np.zeros(n, dtype=np.int8)
         self._rs = s.series_resistance * 1e-6  # ohm -> 1/uS
         self._index = {a: bench.array_devices(a) for a in bench.arrays}
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._array_id = {a: i for i, a in enumerate(self._index)}
+        self._owner = np.full(n, -1, dtype=np.int64)  # which array a device belongs to
+        self._slot = np.zeros(n, dtype=np.int64)  # its flat position in the cached [G | G^2]
+        for name, idx in self._index.items():
+            rows, cols = np.indices(idx.shape)
+            self._owner[idx] = self._array_id[name]
+            self._slot[idx] = rows * 2 * idx.shape[1] + cols
+        self._cache: dict[str, np.ndarray] = {}
         if modes is not None:
             self.set_modes(modes)
 
@@ -116,27 +124,37 @@ class SimBackend(Backend):
         if devices.size == 0:
             return
         p = self.bench.pulses
-        polarity = np.broadcast_to(np.asarray(polarity), devices.shape)
-        count = np.broadcast_to(np.asarray(count, dtype=np.float64), devices.shape)
-        up = polarity == SET
-        n_set = int(count[up].sum())
-        self.counts.set_pulses += n_set
-        self.counts.reset_pulses += int(count.sum()) - n_set
         width = p.width if width is None else width
+        count = np.asarray(count, dtype=np.float64)
+        total = int(count.sum()) if count.ndim else int(count) * devices.size
+        scalar = np.ndim(polarity) == 0
+        if scalar:
+            up = polarity == SET
+            n_set = total if up else 0
+        else:
+            up = np.asarray(polarity) == SET
+            n_set = int(np.broadcast_to(count, devices.shape)[up].sum())
+        self.counts.set_pulses += n_set
+        self.counts.reset_pulses += total - n_set
         v_set = p.set_voltage if voltage is None else abs(voltage)
         v_reset = abs(p.reset_voltage) if voltage is None else abs(voltage)
-        drive = np.where(up, self.drive(v_set, width), self.drive(v_reset, width))
-        noise = self.bench.sim.cycle_noise * np.sqrt(count) * self.rng.standard_normal(len(devices))
-        dn = np.maximum(self.scale[devices] * drive * (count + noise), 0.0)
-        live = self.mode[devices] == 0
+        noise = self.rng.standard_normal(devices.size)
+        noise *= self.bench.sim.cycle_noise * np.sqrt(count)
+        dn = np.maximum(self.scale[devices] * (count + noise), 0.0)
         g = self.g[devices]
         curve = self.curve[devices]
-        new = g.copy()
-        for mask, branch in ((up & live, self._set), (~up & live, self._reset)):
-            if mask.any():
-                new[mask] = branch.step(g[mask], curve[mask], dn[mask])
+        if scalar:
+            branch = self._set if up else self._reset
+            new = branch.step(g, curve, dn * self.drive(v_set if up else v_reset, width))
+        else:
+            new = np.where(
+                up,
+                self._set.step(g, curve, dn * self.drive(v_set, width)),
+                self._reset.step(g, curve, dn * self.drive(v_reset, width)),
+            )
+        new = np.where(self.mode[devices] == 0, new, g)
         self.g[devices] = new
-        self._cache.clear()
+        self._update_cache(devices, new)
 
     def apparent(self, g: np.ndarray) -> np.ndarray:
         """Conductance seen through the selector's series resistance."""
@@ -150,22 +168,38 @@ class SimBackend(Backend):
         b = self.bench
         return np.minimum(g, b.limits.current_compliance / b.pulses.read_voltage * 1e6)
 
-    def _array(self, array: str) -> tuple[np.ndarray, np.ndarray]:
+    def _array(self, array: str) -> np.ndarray:
+        """[G | G^2] of an array's apparent conductances, kept current across pulses so a MAC
+        read is one matrix product."""
         hit = self._cache.get(array)
         if hit is None:
             g = self.apparent(self.g[self._index[array]])
-            hit = self._cache[array] = (g, g * g)
+            hit = self._cache[array] = np.hstack([g, g * g])
         return hit
 
+    def _update_cache(self, devices: np.ndarray, g: np.ndarray) -> None:
+        owner = self._owner[devices]
+        for name, cached in self._cache.items():
+            mine = owner == self._array_id[name]
+            if mine.any():
+                slot = self._slot[devices[mine]]
+                ga = self.apparent(g[mine])
+                flat = cached.reshape(-1)
+                flat[slot] = ga
+                flat[slot + cached.shape[1] // 2] = ga * ga
+
     def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
-        g, g2 = self._array(array)
+        m = self._array(array)
         x = np.asarray(inputs, dtype=np.float64)
-        self.counts.mac_reads += x.shape[0] * g.shape[1]
-        v = self.bench.pulses.read_voltage
-        current = x @ g
-        sigma = np.sqrt(x @ g2)
-        current += (self.bench.sim.read_noise * sigma) * self.rng.standard_normal(current.shape)
-        return v * current
+        self.counts.mac_reads += x.shape[0] * (m.shape[1] // 2)
+        both = x @ m
+        cols = m.shape[1] // 2
+        current, var = both[:, :cols], both[:, cols:]
+        noise = self.rng.standard_normal(current.shape)
+        noise *= np.sqrt(var)
+        current += self.bench.sim.read_noise * noise
+        current *= self.bench.pulses.read_voltage
+        return current
 
     # ---- checkpoints ------------------------------------------------------------------
 

@@ -1,0 +1,611 @@
+"""MCU multiplexer link: framing, routes, switch-state read-back, and the host-side driver.
+
+The protocol is specified in ``docs/mcu-protocol.md``. This module is its reference
+implementation: :func:`encode_frame` / :func:`decode_frame`, :class:`Route` (parse, canonical
+text, implied switch state) and :class:`SwitchState` are meant to be imported by emulators and
+firmware tests too, so both ends of the link share one definition.
+
+The driver's safety rule: a pulse may only be fired on a route whose switch read-back matched.
+:meth:`MuxController.set_route` sets a route and verifies it; :meth:`MuxController.assert_route`
+is what the sequencer calls right before firing, and it refuses unless the route in force is the
+one verified (any later command invalidates it).
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import serial
+
+from drivers.errors import (
+    IdentityError,
+    InstrumentConnectionError,
+    MuxCommandError,
+    MuxLinkError,
+    RouteError,
+)
+
+ROWS, COLS = 12, 10
+MAX_LINE = 4096  # bytes, including the newline
+DEFAULT_BAUD = 115200
+_FRAME = re.compile(rb"^(\d{1,3}|-) (.+) \*([0-9A-F]{4})$")
+
+
+# ---------------------------------------------------------------------------------------------
+# framing
+
+
+class FrameError(ValueError):
+    """A line that is not a valid frame; ``reason`` is the NAK reason (CRC, FRAME, LONG)."""
+
+    def __init__(self, reason: str, line: bytes) -> None:
+        super().__init__(f"{reason}: {line!r}")
+        self.reason, self.line = reason, line
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE, the frame checksum."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def encode_frame(seq: int | str, text: str) -> bytes:
+    """``<seq> <text> *<crc>\\n`` as bytes."""
+    body = f"{seq} {text}".encode("ascii")
+    return body + b" *%04X\n" % crc16(body)
+
+
+def decode_frame(line: bytes) -> tuple[int | None, str]:
+    """``(seq, text)`` of a frame line (with or without its newline); seq ``None`` for ``-``.
+
+    Raises :class:`FrameError` for a line that is too long, malformed, or fails its checksum."""
+    if len(line) > MAX_LINE:
+        raise FrameError("LONG", line[:64])
+    stripped = line.rstrip(b"\n").rstrip(b"\r")
+    match = _FRAME.match(stripped)
+    if match is None:
+        raise FrameError("FRAME", line)
+    seq_text, text, crc_text = match.groups()
+    body = stripped[: match.start(3) - 2]
+    if crc16(body) != int(crc_text, 16):
+        raise FrameError("CRC", line)
+    seq = None if seq_text == b"-" else int(seq_text)
+    if seq is not None and seq > 255:
+        raise FrameError("FRAME", line)
+    return seq, text.decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# switch state and routes
+
+
+@dataclass(frozen=True)
+class SwitchState:
+    """One board's switches as bit masks: bit i = row (BL) or column (WL, SL) i+1."""
+
+    wl: int = 0  # column gates on
+    bls: int = 0  # bit lines on the source bus
+    slg: int = 0  # source lines to ground
+    slm: int = 0  # source lines to the measure bus
+
+    def text(self, board: int) -> str:
+        return f"{board}:{self.wl:03X}:{self.bls:03X}:{self.slg:03X}:{self.slm:03X}"
+
+
+def format_state(states: dict[int, SwitchState]) -> str:
+    """The ``STATE?`` reply data: closed boards only, sorted by board id."""
+    return " ".join(states[b].text(b) for b in sorted(states) if states[b] != SwitchState())
+
+
+def parse_state(text: str) -> dict[int, SwitchState]:
+    """Inverse of :func:`format_state`; raises ``ValueError`` on malformed text."""
+    states: dict[int, SwitchState] = {}
+    for token in text.split():
+        parts = token.split(":")
+        if len(parts) != 5:
+            raise ValueError(f"bad switch group {token!r}")
+        board = int(parts[0])
+        states[board] = SwitchState(*(int(p, 16) for p in parts[1:]))
+    return states
+
+
+class RouteSyntaxError(ValueError):
+    """A route text or route arguments the protocol refuses; ``code`` is its ERR code."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+KINDS = ("OPEN", "PUL", "MAC")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A complete switch configuration: ``OPEN``, a pulse route or a MAC route.
+
+    ``groups`` are ``(board, col, rowmask)`` sorted by board, at most one per board: in each,
+    the column's WL is on and the masked rows' BLs are on the source bus; the column's SL goes to
+    ground (``PUL``) or to the measure bus (``MAC``).
+    """
+
+    kind: str = "OPEN"
+    groups: tuple[tuple[int, int, int], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise RouteSyntaxError(2, f"unknown route kind {self.kind!r}")
+        if (self.kind == "OPEN") != (not self.groups):
+            raise RouteSyntaxError(1, f"{self.kind} with {len(self.groups)} groups")
+        boards = [g[0] for g in self.groups]
+        if len(set(boards)) != len(boards):
+            raise RouteSyntaxError(5, "two groups on one board")
+        for board, col, mask in self.groups:
+            if board < 0 or not 1 <= col <= COLS or not 0 < mask < (1 << ROWS):
+                raise RouteSyntaxError(3, f"group {board}:{col}:{mask:X} out of range")
+        object.__setattr__(self, "groups", tuple(sorted(self.groups)))
+
+    @classmethod
+    def open(cls) -> Route:
+        return cls()
+
+    @classmethod
+    def cell(cls, board: int, row: int, col: int) -> Route:
+        """One cell for pulsing (rows and columns as on the PCB, 1-based)."""
+        if not 1 <= row <= ROWS:
+            raise RouteSyntaxError(3, f"row {row} out of range")
+        return cls("PUL", ((board, col, 1 << (row - 1)),))
+
+    @classmethod
+    def pulse(cls, groups: Iterable[tuple[int, int, int]]) -> Route:
+        """Pulse fan-out: ``(board, col, rowmask)`` groups."""
+        return cls("PUL", tuple(groups))
+
+    @classmethod
+    def mac(cls, groups: Iterable[tuple[int, int, int]]) -> Route:
+        """MAC read: ``(board, col, rowmask)`` groups, all SLs on the measure bus."""
+        return cls("MAC", tuple(groups))
+
+    @property
+    def text(self) -> str:
+        """Canonical text, as sent and as ``TBL GET`` returns it."""
+        if self.kind == "OPEN":
+            return "OPEN"
+        return self.kind + " " + " ".join(f"{b}:{c}:{m:03X}" for b, c, m in self.groups)
+
+    @classmethod
+    def parse(cls, text: str) -> Route:
+        """Route from its text (``OPEN``, ``SEL b r c``, ``PUL ...``, ``MAC ...``)."""
+        words = text.split()
+        if not words:
+            raise RouteSyntaxError(1, "empty route")
+        kind, args = words[0], words[1:]
+        try:
+            if kind == "OPEN" and not args:
+                return cls.open()
+            if kind == "SEL" and len(args) == 3:
+                return cls.cell(*(_decimal(a) for a in args))
+            if kind in ("PUL", "MAC") and args:
+                groups = []
+                for arg in args:
+                    b, c, m = arg.split(":")
+                    if len(m) != 3:
+                        raise ValueError(m)
+                    groups.append((_decimal(b), _decimal(c), int(m, 16)))
+                return cls(kind, tuple(groups))
+        except ValueError as exc:
+            if isinstance(exc, RouteSyntaxError):
+                raise
+            raise RouteSyntaxError(1, f"bad route {text!r}") from exc
+        if kind not in ("OPEN", "SEL", "PUL", "MAC"):
+            raise RouteSyntaxError(2, f"unknown route {kind!r}")
+        raise RouteSyntaxError(1, f"bad route {text!r}")
+
+    def switch_state(self) -> dict[int, SwitchState]:
+        """The switch state this route implies, per board (what ``STATE?`` must read back)."""
+        states = {}
+        for board, col, mask in self.groups:
+            bit = 1 << (col - 1)
+            if self.kind == "PUL":
+                states[board] = SwitchState(wl=bit, bls=mask, slg=bit)
+            else:
+                states[board] = SwitchState(wl=bit, bls=mask, slm=bit)
+        return states
+
+    def cells(self) -> list[tuple[int, int, int]]:
+        """``(board, row, col)`` of every cell the route connects, PCB numbering."""
+        return [(b, r + 1, c) for b, c, m in self.groups for r in range(ROWS) if m >> r & 1]
+
+
+def _decimal(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+def table_crc(routes: Sequence[Route]) -> int:
+    """What ``TBL CRC`` answers for a table holding ``routes``."""
+    return crc16("\n".join(r.text for r in routes).encode("ascii"))
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """``key=value`` reply data as a dict."""
+    return dict(token.split("=", 1) for token in text.split() if "=" in token)
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+@dataclass(frozen=True)
+class McuIdentity:
+    firmware: str
+    version: str
+    boards: tuple[int, ...]
+    table_size: int
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    state: str  # idle | armed | done | fault
+    pos: int
+    length: int
+
+
+@dataclass
+class LinkStats:
+    """Traffic on the link, for the bench clock (bytes at the baud rate) and for diagnostics."""
+
+    frames: int = 0  # commands completed
+    attempts: int = 0  # frames sent, retransmissions included
+    bytes_out: int = 0
+    bytes_in: int = 0
+    naks: int = 0
+    timeouts: int = 0
+    corrupt: int = 0
+
+
+class MuxController:
+    """Host side of the MCU link over pyserial.
+
+    ``port`` is an open ``serial.SerialBase`` or a pyserial URL (``/dev/ttyUSB0``, ``COM3``,
+    ``socket://127.0.0.1:PORT``, ``loop://``). ``boards``, when given, are the board ids the bench
+    file expects; :meth:`identify` (run on opening) refuses if any is missing.
+    """
+
+    def __init__(
+        self,
+        port: serial.SerialBase | str,
+        *,
+        name: str = "MCU",
+        boards: Iterable[int] | None = None,
+        baudrate: int = DEFAULT_BAUD,
+        timeout: float = 0.5,
+        retries: int = 3,
+        identify: bool = True,
+    ) -> None:
+        self.name = name
+        self.timeout, self.retries = timeout, retries
+        if isinstance(port, str):
+            try:
+                port = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise InstrumentConnectionError(name, f"cannot open {port}: {exc}") from exc
+        else:
+            port.timeout = timeout
+        self.port = port
+        self.stats = LinkStats()
+        self._seq = -1
+        self._verified: Route | None = None
+        self._table: tuple[Route, ...] | None = None
+        self.expected_boards = None if boards is None else tuple(sorted(boards))
+        self.identity = self.identify() if identify else None
+
+    # -- link ---------------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = 0 if self._seq < 0 else self._seq % 255 + 1
+        return self._seq
+
+    def transact(self, text: str) -> str:
+        """Send one command and return the data of its ``OK`` reply.
+
+        Retransmits the same frame on NAK, timeout or a corrupt reply, at most ``retries``
+        times; discards stale replies (other seq). ``ERR`` raises :class:`MuxCommandError`.
+        """
+        seq = self._next_seq()
+        frame = encode_frame(seq, text)
+        if len(frame) > MAX_LINE:
+            raise MuxCommandError(self.name, 3, "frame too long", text)
+        problem = "no attempt"
+        for _ in range(self.retries + 1):
+            self._send(frame)
+            outcome = self._await_reply(seq)
+            if isinstance(outcome, str):
+                kind, _, data = outcome.partition(" ")
+                if kind == "OK":
+                    self.stats.frames += 1
+                    return data
+                if kind == "ERR":
+                    code, _, msg = data.partition(" ")
+                    self.stats.frames += 1
+                    raise MuxCommandError(self.name, int(code) if code.isdigit() else -1,
+                                          msg, text)
+                if kind == "NAK":
+                    self.stats.naks += 1
+                    problem = f"NAK {data}"
+                    continue
+                self.stats.corrupt += 1
+                problem = f"unexpected reply {outcome!r}"
+                continue
+            problem = outcome.args[0]
+        raise MuxLinkError(self.name, f"no valid reply to {text!r} after "
+                           f"{self.retries + 1} attempts (last: {problem})")
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.port.reset_input_buffer()  # bytes left from an earlier attempt are stale
+            self.port.write(frame)
+            self.port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise InstrumentConnectionError(self.name, f"write failed: {exc}") from exc
+        self.stats.attempts += 1
+        self.stats.bytes_out += len(frame)
+
+    def _await_reply(self, seq: int) -> str | _Failure:
+        """The text of the reply to ``seq``, or a :class:`_Failure` (timeout, corrupt)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stats.timeouts += 1
+                return _Failure("timeout")
+            self.port.timeout = remaining
+            try:
+                line = self.port.read_until(b"\n", MAX_LINE + 1)
+            except (serial.SerialException, OSError) as exc:
+                raise InstrumentConnectionError(self.name, f"read failed: {exc}") from exc
+            self.stats.bytes_in += len(line)
+            if not line.endswith(b"\n"):
+                self.stats.timeouts += 1
+                return _Failure("timeout" if not line else f"partial reply {line!r}")
+            try:
+                reply_seq, reply = decode_frame(line)
+            except FrameError as exc:
+                self.stats.corrupt += 1
+                return _Failure(f"corrupt reply ({exc.reason})")
+            if reply_seq == seq or (reply_seq is None and reply.startswith("NAK")):
+                return reply
+            # a reply to an earlier attempt: keep listening
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def identify(self) -> McuIdentity:
+        """``IDN?``: firmware and boards present; checks the expected boards are there."""
+        fields = parse_fields(self.transact("IDN?"))
+        try:
+            firmware, _, version = fields["fw"].partition("/")
+            boards = tuple(sorted(int(b) for b in fields["boards"].split(",") if b))
+            identity = McuIdentity(firmware, version, boards, int(fields["table"]))
+        except (KeyError, ValueError) as exc:
+            raise IdentityError(self.name, f"unexpected IDN? reply {fields}") from exc
+        if self.expected_boards is not None:
+            missing = sorted(set(self.expected_boards) - set(boards))
+            if missing:
+                raise IdentityError(self.name, f"boards {missing} not found on the MCU (found "
+                                    f"{list(boards)})")
+        return identity
+
+    def state(self) -> dict[int, SwitchState]:
+        """Physical switch read-back (``STATE?``)."""
+        text = self.transact("STATE?")
+        try:
+            return parse_state(text)
+        except ValueError as exc:
+            raise MuxLinkError(self.name, f"unreadable STATE? reply {text!r}") from exc
+
+    def set_route(self, route: Route) -> Route:
+        """Set ``route`` and verify the switch read-back; on a mismatch open everything and
+        raise :class:`RouteError`. Returns the route, now the verified one."""
+        self._verified = None
+        self._table = None
+        try:
+            self.transact(route.text)
+        except MuxCommandError as exc:
+            if exc.code != 7:
+                raise
+            raise RouteError(self.name, f"MCU found its switch read-back wrong for "
+                             f"{route.text!r} (ERR 7); switches opened") from exc
+        found, expected = self.state(), route.switch_state()
+        if found != expected:
+            self._force_open()
+            raise RouteError(self.name, f"switch read-back {format_state(found) or 'OPEN'!r} "
+                             f"does not match {route.text!r}; switches opened")
+        self._verified = route
+        return route
+
+    def select_cell(self, board: int, row: int, col: int) -> Route:
+        """One cell for pulsing (WL of the column on, BL of the row to the source bus, SL of the
+        column to ground), verified."""
+        return self.set_route(Route.cell(board, row, col))
+
+    def select_pulse(self, groups: Iterable[tuple[int, int, int]]) -> Route:
+        """Pulse fan-out route from ``(board, col, rowmask)`` groups, verified."""
+        return self.set_route(Route.pulse(groups))
+
+    def connect_mac(self, groups: Iterable[tuple[int, int, int]]) -> Route:
+        """MAC read route from ``(board, col, rowmask)`` groups, verified."""
+        return self.set_route(Route.mac(groups))
+
+    def open_all(self) -> None:
+        """Safe state: every switch open, table disarmed; verified by read-back."""
+        self.set_route(Route.open())
+
+    @property
+    def verified_route(self) -> Route | None:
+        """The route in force whose read-back matched, or ``None``."""
+        return self._verified
+
+    def assert_route(self, route: Route) -> None:
+        """Refuse (``RouteError``) unless ``route`` is in force and its read-back matched. Call
+        right before firing a pulse; costs no bytes."""
+        if route.kind == "OPEN" or self._verified != route:
+            held = self._verified.text if self._verified else "no verified route"
+            raise RouteError(self.name, f"refusing to fire on {route.text!r}: {held}")
+
+    # -- table mode ---------------------------------------------------------------------------
+
+    def load_table(self, routes: Sequence[Route]) -> None:
+        """Load ``routes`` into the table (packed into few frames) and verify it with
+        ``TBL CRC``; a mismatch clears the table and raises :class:`RouteError`."""
+        routes = tuple(routes)
+        self._verified = None
+        self._table = None
+        self.transact("TBL CLR")
+        for command in pack_table(routes):
+            self.transact(command)
+        fields = parse_fields(self.transact("TBL CRC"))
+        expected = (str(len(routes)), f"{table_crc(routes):04X}")
+        if (fields.get("len"), fields.get("crc")) != expected:
+            self.transact("TBL CLR")
+            raise RouteError(self.name, f"table read-back len={fields.get('len')} "
+                             f"crc={fields.get('crc')} does not match len={expected[0]} "
+                             f"crc={expected[1]}; table cleared")
+        self._table = routes
+
+    def arm_table(self) -> None:
+        """Apply entry 0 and let triggers advance; only a verified table may be armed."""
+        if not self._table:
+            raise RouteError(self.name, "refusing to arm an unverified or empty table")
+        self._verified = None
+        self.transact("TBL ARM")
+
+    def trigger(self) -> None:
+        """Software trigger (same as an edge on TRIG IN)."""
+        self._verified = None
+        self.transact("TRG")
+
+    def table_status(self) -> TableStatus:
+        fields = parse_fields(self.transact("TBL STAT"))
+        try:
+            return TableStatus(fields["state"], int(fields["pos"]), int(fields["len"]))
+        except (KeyError, ValueError) as exc:
+            raise MuxLinkError(self.name, f"unreadable TBL STAT reply {fields}") from exc
+
+    def check_table_done(self) -> TableStatus:
+        """Raise :class:`RouteError` unless the armed table ran to its end."""
+        status = self.table_status()
+        if status.state != "done" or status.pos != status.length:
+            raise RouteError(self.name, f"table ended {status.state} at entry {status.pos} of "
+                             f"{status.length}")
+        return status
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def _force_open(self) -> None:
+        """``OPEN`` without read-back (used while already failing)."""
+        self._verified = None
+        with contextlib.suppress(MuxLinkError, MuxCommandError, InstrumentConnectionError):
+            self.transact("OPEN")
+
+    def close(self) -> None:
+        """Open every switch (verified) and close the port."""
+        try:
+            if self.port.is_open:
+                self.open_all()
+        finally:
+            self.port.close()
+
+    def __enter__(self) -> MuxController:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Failure(Exception):
+    """Why an attempt got no usable reply (kept as a value, not raised)."""
+
+
+def pack_table(routes: Sequence[Route], limit: int = MAX_LINE - 32) -> list[str]:
+    """Commands that store ``routes`` as table entries 0.. in few frames: runs of routes that
+    differ only by a column stepping by one become ``TBL SCAN``; the rest are packed into
+    ``TBL SET`` frames of several ``;``-separated routes up to ``limit`` bytes."""
+    commands: list[str] = []
+    pending: list[str] = []
+    start = 0
+
+    def flush() -> None:
+        if pending:
+            commands.append(f"TBL SET {start} " + ";".join(pending))
+            pending.clear()
+
+    i = 0
+    while i < len(routes):
+        run = _scan_run(routes, i)
+        if run >= 3:
+            flush()
+            first, last = routes[i], routes[i + run - 1]
+            masks = " ".join(f"{b}:{m:03X}" for b, _, m in first.groups)
+            commands.append(f"TBL SCAN {i} {first.kind} {first.groups[0][1]}-"
+                            f"{last.groups[0][1]} {masks}")
+            i += run
+            start = i
+            continue
+        text = routes[i].text
+        if pending and len(f"TBL SET {start} ") + sum(len(p) + 1 for p in pending) + len(
+            text) > limit:
+            flush()
+            start = i
+        if not pending:
+            start = i
+        pending.append(text)
+        i += 1
+    flush()
+    return commands
+
+
+def parse_table_command(args: str) -> tuple[int, list[Route]]:
+    """``(start, routes)`` of the arguments of ``TBL SET`` / ``TBL SCAN`` (the text after
+    ``TBL``), the inverse of :func:`pack_table`; raises :class:`RouteSyntaxError`."""
+    words = args.split(" ", 2)
+    if len(words) != 3 or not words[1].isdigit():
+        raise RouteSyntaxError(1, f"bad table command {args!r}")
+    verb, start, rest = words[0], int(words[1]), words[2]
+    if verb == "SET":
+        return start, [Route.parse(text) for text in rest.split(";")]
+    if verb == "SCAN":
+        kind, span, *masks = rest.split(" ")
+        try:
+            first, last = (_decimal(c) for c in span.split("-"))
+            pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
+        except ValueError as exc:
+            raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
+        if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:
+            raise RouteSyntaxError(1 if kind in ("PUL", "MAC") else 2, f"bad scan {args!r}")
+        return start, [Route(kind, tuple((b, c, m) for b, m in pairs))
+                       for c in range(first, last + 1)]
+    raise RouteSyntaxError(2, f"unknown table command {verb!r}")
+
+
+def _scan_run(routes: Sequence[Route], i: int) -> int:
+    """Length of the run from ``i`` that a ``TBL SCAN`` can express (1 if none)."""
+    first = routes[i]
+    if first.kind == "OPEN" or len({c for _, c, _ in first.groups}) != 1:
+        return 1
+    key = [(b, m) for b, _, m in first.groups]
+    col = first.groups[0][1]
+    n = 1
+    while i + n < len(routes):
+        nxt = routes[i + n]
+        if (nxt.kind != first.kind or [(b, m) for b, _, m in nxt.groups] != key
+                or {c for _, c, _ in nxt.groups} != {col + n}):
+            break
+        n += 1
+    return n
+
+

@@ -1,0 +1,63 @@
+"""Plain numpy fp32 on-line SGD of the same network: the yardstick for accuracy and speed.
+
+Same shapes, same tanh and targets, same per-image backprop (eqs. 1-3) and learning-rate
+schedule as the in-situ trainer, with exact 32-bit weights instead of device pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hil.data import Digits
+from hil.network import LEVELS, NetworkSpec, targets
+
+
+def train_fp32(
+    digits: Digits,
+    spec: NetworkSpec,
+    epochs: int,
+    seed: int = 0,
+    lr: float = 0.02,
+    lr_decay: float = 0.25,
+    init_scale: float = 0.1,
+) -> list[float]:
+    """Test accuracy after each epoch."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    ws = [(init_scale * rng.standard_normal((n_in + 1, n_out))).astype(f32)
+          for n_in, n_out in zip(spec.sizes, spec.sizes[1:], strict=False)]
+    x_train = _inputs(digits.x_train)
+    x_test = _inputs(digits.x_test)
+    z = targets(digits.y_train).astype(f32)
+    one = np.ones(1, dtype=f32)
+    accuracy = []
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(z))
+        for i, idx in enumerate(order):
+            eta = f32(lr / (1 + lr_decay * (epoch + i / len(order))))
+            acts = [x_train[idx]]
+            for w in ws[:-1]:
+                acts.append(np.concatenate([np.tanh(acts[-1] @ w), one]))
+            y = np.tanh(acts[-1] @ ws[-1])
+            d = (z[idx] - y) * (1 - y * y)
+            for layer in range(len(ws) - 1, -1, -1):
+                grad = np.outer(acts[layer], d)
+                if layer:
+                    h = acts[layer][:-1]
+                    d = (ws[layer][:-1] @ d) * (1 - h * h)
+                ws[layer] += eta * grad
+        accuracy.append(float((_predict(ws, x_test).argmax(1) == digits.y_test).mean()))
+    return accuracy
+
+
+def _inputs(pixels: np.ndarray) -> np.ndarray:
+    """Pixels quantised as the bench applies them (4 bits), scaled to [0, 1], bias appended."""
+    x = np.minimum(pixels, LEVELS).astype(np.float32) / LEVELS
+    return np.hstack([x, np.ones((len(x), 1), dtype=np.float32)])
+
+
+def _predict(ws: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    a = x
+    for w in ws[:-1]:
+        a = np.hstack([np.tanh(a @ w), np.ones((len(a), 1), dtype=a.dtype)])
+    return np.tanh(a @ ws[-1])

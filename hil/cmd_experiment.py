@@ -1,0 +1,273 @@
+"""``hil experiment curves|faults|hidden|report``: the paper's studies, in parallel, with plots and
+tables beside the paper's numbers.
+
+Each study writes into ``--out``: ``results.csv`` (see :mod:`hil.experiments`), ``<study>.png``,
+``results.md`` (the paper's figures beside ours) and ``study.json`` (what was run, and how long it
+took). ``report`` runs all three into ``OUT/<study>/`` and writes one Markdown file with every
+section: the README's results section is that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hil import __version__
+from hil.bench import load_bench
+from hil.curves import load_curves
+from hil.data import ENV, load_digits
+from hil.errors import HilError
+from hil.experiments import (
+    FAULT_FRACTIONS,
+    HIDDEN_SIZES,
+    STUDIES,
+    Setup,
+    open_executor,
+    run_trials,
+    study_trials,
+)
+from hil.network import NetworkSpec
+from hil.study_report import claims_table, plot, study_markdown, summarise
+
+ABOUT = {
+    "curves": "Test accuracy after every training epoch, trained in-situ with no failed devices "
+    "and with 6.15 % of the devices failed (half stuck-on, half stuck-off) during training.",
+    "faults": "Networks trained without failed devices, then a random fraction of their devices "
+    "replaced by stuck-off or by stuck-on devices before measuring the test accuracy.",
+    "hidden": "Two-layer networks trained in-situ at device precision, beside fp32 backprop of the "
+    "same network (final epoch).",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--seeds", default="3", metavar="N|LIST",
+                        help="number of seeds (0..N-1) or a comma-separated list (default: 3)")
+    common.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    common.add_argument("--device-curves", metavar="CSV",
+                        help="response curves for the simulated devices (default: the bench's)")
+    common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
+    common.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
+                        f"(default: ${ENV}, else scikit-learn's copy)")
+    common.add_argument("--workers", type=int, metavar="N",
+                        help="local worker processes (default: one per CPU)")
+    common.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the trials on this Dask scheduler instead (e.g. "
+                        "tcp://host:8786); workers need the suite installed and the data and "
+                        "curves files at the same paths")
+    fractions = argparse.ArgumentParser(add_help=False)
+    fractions.add_argument("--fractions", default=_join(100 * f for f in FAULT_FRACTIONS),
+                           metavar="LIST", help="failed-device percentages for the faults study "
+                           "(default: %(default)s)")
+    hidden = argparse.ArgumentParser(add_help=False)
+    hidden.add_argument("--hidden", default=_join(HIDDEN_SIZES), metavar="LIST",
+                        help="hidden-neuron counts for the hidden study (default: %(default)s)")
+
+    p = sub.add_parser("experiment", help="reproduce the paper's studies (Figs. 5-8)",
+                       description="Run the paper's studies on the simulated bench as seeded "
+                       "trials in parallel; each writes results.csv, a plot and a table beside "
+                       "the paper's numbers.")
+    studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    helps = {"curves": "accuracy vs epoch, with and without failed devices (Figs. 5, 6a)",
+             "faults": "accuracy vs stuck-off / stuck-on devices injected after training "
+                       "(Fig. 7)",
+             "hidden": "accuracy vs hidden neurons, in-situ beside fp32 (Fig. 8)"}
+    parents = {"curves": [common], "faults": [common, fractions], "hidden": [common, hidden]}
+    for study in STUDIES:
+        s = studies.add_parser(study, parents=parents[study], help=helps[study],
+                               description=ABOUT[study])
+        s.add_argument("--out", metavar="DIR", help="output directory "
+                       f"(default: runs/experiment-{study}-<time>)")
+        s.set_defaults(run=run)
+    r = studies.add_parser("report", parents=[common, fractions, hidden],
+                           help="run all three studies and write the results Markdown",
+                           description="Run curves, faults and hidden into OUT/<study>/ and "
+                           "write one Markdown file with every section (the README's results).")
+    r.add_argument("--out", metavar="DIR", help="output directory (default: runs/report-<time>)")
+    r.add_argument("--markdown", metavar="FILE", help="Markdown file (default: OUT/results.md)")
+    r.add_argument("--reuse", action="store_true",
+                   help="keep a study whose OUT/<study>/ was run with the same parameters")
+    r.set_defaults(run=run)
+
+
+def _join(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def _list(text: str, option: str, kind: type) -> list:
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values:
+        raise HilError(f"{option} {text!r}: expected a comma-separated list of numbers")
+    return values
+
+
+def _seeds(text: str) -> list[int]:
+    values = _list(text, "--seeds", int)
+    if "," not in text:
+        if values[0] < 1:
+            raise HilError("--seeds must be at least 1")
+        return list(range(values[0]))
+    if len(set(values)) != len(values) or min(values) < 0:
+        raise HilError(f"--seeds {text!r}: seeds must be distinct and >= 0")
+    return values
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
+    """Validate everything in this process (a worker's error would be far less readable) and
+    describe the run without any path of this machine."""
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.epochs < 1:
+        raise HilError("--epochs must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise HilError("--workers must be at least 1")
+    seeds = _seeds(args.seeds)
+    bench = load_bench(args.bench)
+    if bench.backend != "sim":
+        raise HilError(f"{bench.path}: the studies run on the simulated bench, this bench's "
+                       f"backend is {bench.backend!r}")
+    curves = Path(args.device_curves).resolve() if args.device_curves else None
+    if curves is not None:
+        load_curves(curves)
+    data = args.data or os.environ.get(ENV)
+    data = str(Path(data).resolve()) if data else None
+    digits = load_digits(data, say=say)
+    setup = Setup(epochs=args.epochs, data=data, curves=str(curves) if curves else None,
+                  bench=str(Path(args.bench).resolve()) if args.bench else None)
+    about: dict[str, Any] = {
+        "seeds": seeds,
+        "epochs": args.epochs,
+        "data": digits.identity(),
+        "bench": {"name": bench.name, "sha256": hashlib.sha256(bench.text.encode()).hexdigest()},
+        "device_curves": {"file": curves.name, "sha256": _sha256(curves)} if curves else
+        "bench default",
+    }
+    if hasattr(args, "fractions"):
+        fractions = [v / 100 for v in _list(args.fractions, "--fractions", float)]
+        if not all(0 <= f <= 1 for f in fractions):
+            raise HilError(f"--fractions {args.fractions!r}: percentages must be 0-100")
+        setup = replace(setup, fractions=tuple(fractions))
+        about["fractions"] = fractions
+    if hasattr(args, "hidden"):
+        hidden = _list(args.hidden, "--hidden", int)
+        for h in hidden:
+            NetworkSpec.parse("two", h)
+        about["hidden"] = hidden
+    return setup, about
+
+
+def _params(study: str, about: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``about`` that determines a study's results."""
+    drop = {"curves": ("fractions", "hidden"), "faults": ("hidden",), "hidden": ("fractions",)}
+    return {k: v for k, v in about.items() if k not in drop[study]}
+
+
+def _run_study(study: str, setup: Setup, about: dict[str, Any], out: Path,
+               args: argparse.Namespace) -> pd.DataFrame:
+    trials = study_trials(study, about["seeds"], setup, about.get("hidden", HIDDEN_SIZES))
+    t0 = time.monotonic()
+    with open_executor(args.workers, args.scheduler) as executor:
+        df = run_trials(trials, executor, desc=study)
+    elapsed = time.monotonic() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "results.csv", index=False)
+    executor_name = ("dask" if args.scheduler else
+                     f"{args.workers or os.cpu_count()} local processes")
+    meta = {"study": study, "params": _params(study, about), "trials": len(trials),
+            "executor": executor_name, "wall_seconds": round(elapsed, 1),
+            "version": __version__}
+    (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _render(study, df, out)
+    return df
+
+
+def _render(study: str, df: pd.DataFrame, out: Path) -> None:
+    plot(study, summarise(df), out / f"{study}.png")
+    (out / "results.md").write_text(study_markdown(study, df, f"{study}.png", ABOUT[study]))
+
+
+def _reusable(study: str, about: dict[str, Any], out: Path) -> pd.DataFrame | None:
+    try:
+        meta = json.loads((out / "study.json").read_text())
+        df = pd.read_csv(out / "results.csv")
+    except (OSError, ValueError):
+        return None
+    return df if meta.get("params") == json.loads(json.dumps(_params(study, about))) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    setup, about = _prepare(args)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if args.study != "report":
+        out = Path(args.out or f"runs/experiment-{args.study}-{stamp}")
+        df = _run_study(args.study, setup, about, out, args)
+        print(claims_table(args.study, summarise(df)))
+        print(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
+        return 0
+    out = Path(args.out or f"runs/report-{stamp}")
+    markdown = Path(args.markdown) if args.markdown else out / "results.md"
+    sections = []
+    for study in STUDIES:
+        where = out / study
+        df = _reusable(study, about, where) if args.reuse else None
+        if df is None:
+            df = _run_study(study, setup, about, where, args)
+        else:
+            print(f"{study}: reusing {where / 'results.csv'}", file=sys.stderr)
+            _render(study, df, where)
+        image = os.path.relpath(where / f"{study}.png", markdown.parent)
+        sections.append(study_markdown(study, df, Path(image).as_posix(), ABOUT[study], 3))
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
+                        + "\n".join(sections))
+    print(f"report: {markdown}")
+    return 0
+
+
+def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
+    """The command that regenerates this report (file options by name only: no machine paths)."""
+    parts = ["hil experiment report", f"--seeds {args.seeds}", f"--epochs {args.epochs}"]
+    if args.fractions != _join(100 * f for f in FAULT_FRACTIONS):
+        parts.append(f"--fractions {args.fractions}")
+    if args.hidden != _join(HIDDEN_SIZES):
+        parts.append(f"--hidden {args.hidden}")
+    for option, value in (("--bench", args.bench), ("--device-curves", args.device_curves)):
+        if value:
+            parts.append(f"{option} {Path(value).name}")
+    parts += [f"--out {out.as_posix()}", f"--markdown {markdown.as_posix()}"]
+    return " ".join(parts)
+
+
+def _report_header(about: dict[str, Any], command: str) -> str:
+    data = about["data"]
+    curves = about["device_curves"]
+    curves = curves if isinstance(curves, str) else f"{curves['file']} ({curves['sha256'][:12]})"
+    return "\n".join([
+        "## Results: the paper's figures on the simulated bench",
+        "",
+        f"Generated by `hil experiment report` (memristor-hil {__version__}): "
+        f"{len(about['seeds'])} seeds, {about['epochs']} epochs, data {data['name']} "
+        f"({data['train']} train / {data['test']} test images), bench "
+        f"{about['bench']['name']}, device curves: {curves}.",
+        "Regenerate with (UCI optdigits in `$HIL_OPTDIGITS_DIR`):",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ])

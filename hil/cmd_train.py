@@ -1,0 +1,235 @@
+"""``hil train``: on-line training on the bench the bench file names, with records and resume."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from hil import plots
+from hil.backend import Backend, make_backend
+from hil.bench import Bench, load_bench
+from hil.curves import load_curves
+from hil.data import Digits, load_digits
+from hil.errors import HilError
+from hil.faults import MODE_NAMES, FailureRate, read_fault_map
+from hil.network import NetworkSpec
+from hil.records import RunStore
+from hil.trainer import OnlineTrainer, TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Everything a run is started with; stored in the run so ``--resume`` needs nothing else."""
+
+    bench: str | None = None
+    network: str = "two"
+    hidden: int | None = None
+    epochs: int = 20
+    seed: int = 0
+    data: str | None = None
+    update: str = "mixed"
+    failures: str | None = None
+    fault_map: str | None = None
+    checkpoint_every: int = 1000
+    curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
+
+
+def prepare(params: TrainParams, digits: Digits | None = None,
+            say=print, rehearse: bool = False) -> tuple[Bench, Backend, OnlineTrainer]:
+    """Bench, backend (with any failed devices placed) and trainer for ``params``; with
+    ``rehearse`` the simulated bench with this bench's physics stands in (``--dry-run``)."""
+    spec = NetworkSpec.parse(params.network, params.hidden)
+    bench = load_bench(params.bench).for_network(spec.bench_key, spec.array_shapes)
+    if rehearse:
+        bench = replace(bench, backend="sim")
+    modes = None
+    if params.failures is not None:
+        modes = FailureRate.parse(params.failures).place(
+            bench.n_devices, np.random.default_rng([params.seed, 7])
+        )
+    elif params.fault_map is not None:
+        modes = read_fault_map(params.fault_map, bench)
+    kwargs: dict[str, Any] = {}
+    if bench.backend == "sim":
+        kwargs = {"seed": params.seed, "modes": modes}
+        if params.curves is not None:
+            kwargs["curves"] = load_curves(params.curves)
+    elif modes is not None:
+        raise HilError("--failures/--fault-map simulate failed devices: sim backend only")
+    elif params.curves is not None:
+        raise HilError("device response curves drive the simulator: sim backend only")
+    digits = digits if digits is not None else load_digits(params.data, say=say)
+    backend = make_backend(bench, **kwargs)
+    if rehearse:
+        from hil.dryrun import clocked
+
+        backend = clocked(backend)
+    config = TrainConfig(network=spec.name, epochs=params.epochs, seed=params.seed,
+                         update=params.update, checkpoint_every=params.checkpoint_every)
+    return bench, backend, OnlineTrainer(backend, digits, config)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a network on-line inside the arrays",
+        description="Train the single- or two-layer network on-line on the bench: forward by "
+        "MAC reads, backprop on the host, updates as SET/RESET pulses. Records go to --out.",
+    )
+    p.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
+    p.add_argument("--network", default="two", help="single, two, or 65-H-10 (default: two)")
+    p.add_argument("--hidden", type=int, help="hidden neurons of a two-layer network (5-100)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
+                   "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
+    p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
+                   help="update rule: mixed-precision accumulator (default) or the paper's rule")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--failures", metavar="RATE[:MIX]",
+                   help="fail this fraction of devices at random, MIX of them stuck-on")
+    g.add_argument("--fault-map", metavar="CSV", help="failed devices: board,row,col,mode")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="images between checkpoints (and one after every epoch)")
+    p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped")
+    p.add_argument("--dry-run", action="store_true",
+                   help="move nothing: rehearse on the simulated bench and print operation "
+                   "counts and the predicted bench time")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        store = RunStore(args.resume, create=False)
+        params = TrainParams(**store.meta()["params"])
+        state = store.load_checkpoint()
+        if state is None:
+            raise HilError(f"{args.resume}: no checkpoint to resume from")
+    else:
+        if args.epochs < 1:
+            raise HilError("--epochs must be at least 1")
+        if args.checkpoint_every < 1:
+            raise HilError("--checkpoint-every must be at least 1")
+        params = TrainParams(
+            bench=str(Path(args.bench).resolve()) if args.bench else None,
+            network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+            data=str(Path(args.data).resolve()) if args.data else None, update=args.update,
+            failures=args.failures,
+            fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
+            checkpoint_every=args.checkpoint_every,
+        )
+        if args.dry_run:
+            from hil.dryrun import dry_run
+
+            return dry_run(params, prepare)
+        out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (out / "run.sqlite").exists():
+            raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
+        store = RunStore(out)
+        state = None
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    bench, backend, trainer = prepare(params, say=say)
+    if state is None:
+        store.put_meta(
+            params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+            bench_file=bench.text, data=trainer.digits.identity(),
+            config=asdict(trainer.cfg),
+            failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
+                            zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
+                                           return_counts=True), strict=True)},
+        )
+    else:
+        trainer.load_state_dict(state)
+        say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
+    with _terminate_as_interrupt(), backend:
+        _train(store, trainer, params)
+    summary = _finish(store, trainer)
+    print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "
+          f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
+          f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
+    return 0
+
+
+def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
+    n = len(trainer.order)
+    bar = tqdm(total=params.epochs * n, initial=trainer.epoch * n + trainer.position,
+               unit="img", desc="train", dynamic_ncols=True, mininterval=0.5)
+    every = params.checkpoint_every
+    t0 = time.monotonic()
+
+    def on_image(tr: OnlineTrainer) -> None:
+        bar.update()
+        if tr.position % 200 == 0:
+            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{params.epochs} "
+                                f"train acc {tr.correct / tr.position:.3f}", refresh=False)
+        if tr.position % every == 0:
+            store.save_checkpoint(tr.epoch * n + tr.position, tr.state_dict())
+
+    def on_epoch(tr: OnlineTrainer, rec: dict[str, Any]) -> None:
+        store.add_epoch(rec["epoch"], tr.snapshots(),
+                        train_accuracy=rec["train_accuracy"], test_accuracy=rec["test_accuracy"],
+                        set_pulses=rec["set_pulses"], reset_pulses=rec["reset_pulses"],
+                        device_reads=rec["device_reads"], mac_reads=rec["mac_reads"],
+                        wall_seconds=time.monotonic() - t0)
+        store.save_checkpoint(tr.epoch * n, tr.state_dict())
+        bar.write(f"epoch {rec['epoch']:>3}: test {100 * rec['test_accuracy']:.2f} %  "
+                  f"train {100 * rec['train_accuracy']:.2f} %  pulses "
+                  f"{rec['set_pulses'] + rec['reset_pulses']}")
+
+    try:
+        trainer.run(on_image=on_image, on_epoch=on_epoch)
+    finally:
+        bar.close()
+
+
+def _finish(store: RunStore, trainer: OnlineTrainer) -> dict[str, Any]:
+    meta = store.meta()
+    hist = trainer.history
+    counts = trainer.backend.counts
+    summary = {
+        "network": trainer.spec.name,
+        "epochs": len(hist),
+        "seed": trainer.cfg.seed,
+        "update": trainer.cfg.update,
+        "bench": meta["bench_name"],
+        "test_accuracy": hist[-1]["test_accuracy"],
+        "test_accuracy_per_epoch": [h["test_accuracy"] for h in hist],
+        "train_accuracy_per_epoch": [h["train_accuracy"] for h in hist],
+        "pulses": {"set": counts.set_pulses, "reset": counts.reset_pulses},
+        "reads": counts.reads,
+        "reads_detail": {"device": counts.device_reads, "mac": counts.mac_reads},
+        "data": {k: meta["data"][k] for k in ("name", "train", "test")},
+        "failed_devices": meta["failed_devices"],
+    }
+    store.write_json("summary.json", summary)
+    title = f"{summary['network']} ({summary['update']} rule, seed {summary['seed']})"
+    epochs = [h["epoch"] for h in hist]
+    plots.accuracy_plot(store.dir / "accuracy.png", epochs, summary["test_accuracy_per_epoch"],
+                        summary["train_accuracy_per_epoch"], title)
+    snaps = trainer.snapshots()
+    plots.conductance_maps(store.dir / "conductance_map.png", snaps, f"after {len(hist)} epochs")
+    plots.conductance_cdf(store.dir / "conductance_cdf.png", snaps, f"after {len(hist)} epochs")
+    return summary
+
+
+class _terminate_as_interrupt:
+    """SIGTERM takes the same path as Ctrl-C, so the backend is closed safely either way."""
+
+    def __enter__(self) -> None:
+        self._old = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._old)

@@ -1,0 +1,291 @@
+"""Emulated multiplexer MCU: the firmware side of ``docs/mcu-protocol.md`` on a TCP socket that
+pyserial opens as ``socket://127.0.0.1:PORT``.
+
+Framing, routes and switch-state encoding come from :mod:`drivers.mcu` (one definition for both
+ends of the link); the switches themselves are the shared :class:`BenchModel`'s, so a route
+decides which cells the emulated generator and SMU reach, and ``STATE?`` reads them back.
+
+Faults can be injected per frame for tests (:meth:`McuEmulator.inject`): a request corrupted
+or dropped on its way in, a reply corrupted or dropped on its way out, or a switch that does not
+follow its driver. The host must detect each and never let a pulse reach another cell.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivers.mcu import (
+    MAX_LINE,
+    FrameError,
+    Route,
+    RouteSyntaxError,
+    SwitchState,
+    decode_frame,
+    encode_frame,
+    format_state,
+    table_crc,
+)
+from hil.emulator.model import BenchModel
+
+FIRMWARE = "hil-mux/1.0"
+FAULTS = ("corrupt_request", "drop_request", "corrupt_reply", "drop_reply", "stuck_switch")
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+@dataclass
+class _Fault:
+    kind: str
+    command: str  # applies to the next frame whose command starts with this ("" = any)
+
+
+class McuEmulator:
+    """Protocol state machine; :meth:`respond` takes one received line and returns the reply."""
+
+    def __init__(self, model: BenchModel, table_size: int = 4096) -> None:
+        self.model = model
+        self.table_size = table_size
+        self.table: list[Route] = []
+        self.table_state, self.pos = "idle", 0
+        self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
+        self.faults: deque[_Fault] = deque()
+        self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
+        self.received: list[bytes] = []
+        self.executed: list[str] = []  # commands executed (retransmissions excluded)
+        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        model.listeners.append(self.hardware_trigger)
+
+    # ---- fault injection ----------------------------------------------------------------
+
+    def inject(self, kind: str, command: str = "") -> None:
+        """Apply fault ``kind`` to the next frame whose command starts with ``command``.
+
+        ``stuck_switch`` instead makes the bit line of the next routed cell fail to close (until
+        :meth:`clear_faults`)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
+        self.faults.append(_Fault(kind, command))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self.stuck.clear()
+
+    def _take_fault(self, kind: str, text: str) -> bool:
+        for fault in self.faults:
+            if fault.kind == kind and text.startswith(fault.command):
+                self.faults.remove(fault)
+                return True
+        return False
+
+    # ---- link ---------------------------------------------------------------------------
+
+    def respond(self, line: bytes) -> bytes | None:
+        with self.model.lock:
+            self.received.append(line)
+            text = _peek_command(line)
+            if self._take_fault("drop_request", text):
+                return None
+            if self._take_fault("corrupt_request", text):
+                line = _flip(line)
+            reply = self._frame(line + b"\n")
+            if self._take_fault("drop_reply", text):
+                return None
+            if self._take_fault("corrupt_reply", text):
+                reply = _flip(reply)
+            return reply
+
+    def _frame(self, line: bytes) -> bytes:
+        try:
+            seq, text = decode_frame(line)
+        except FrameError as exc:
+            head = line.split(b" ", 1)[0]
+            seq_text = head.decode() if head.isdigit() and int(head) <= 255 else "-"
+            return _reply(seq_text, f"NAK {exc.reason}")
+        if seq is None:
+            return _reply("-", "NAK FRAME")
+        if seq != 0 and self._last is not None and self._last[:2] == (seq, text):
+            return self._last[2]  # a retransmission: same answer, not executed again
+        try:
+            data = self.execute(text)
+            reply = _reply(str(seq), "OK" + (f" {data}" if data else ""))
+        except _Refused as exc:
+            reply = _reply(str(seq), f"ERR {exc.code} {exc.text}")
+        self._last = (seq, text, reply)
+        return reply
+
+    # ---- commands -------------------------------------------------------------------------
+
+    def execute(self, text: str) -> str:
+        self.executed.append(text)
+        words = text.split()
+        cmd = words[0] if words else ""
+        if cmd == "IDN?" and len(words) == 1:
+            boards = ",".join(str(b) for b in sorted(self.model.board_pos))
+            return f"fw={FIRMWARE} boards={boards} table={self.table_size}"
+        if cmd == "STATE?" and len(words) == 1:
+            return format_state(self.read_back())
+        if cmd == "OPEN" and len(words) == 1:
+            self.table_state, self.pos = ("idle", 0)
+            self.model.open_all()
+            return ""
+        if cmd in ("SEL", "PUL", "MAC"):
+            if self.table_state == "armed":
+                raise _Refused(8, "busy")
+            self.apply(self.parse(text))
+            return ""
+        if cmd == "TBL" and len(words) >= 2:
+            return self.table_command(words[1], words[2:])
+        if cmd == "TRG" and len(words) == 1:
+            self.hardware_trigger()
+            return ""
+        if cmd in ("IDN?", "STATE?", "OPEN", "TRG", "TBL"):
+            raise _Refused(1, "syntax")
+        raise _Refused(2, "unknown")
+
+    def parse(self, text: str) -> Route:
+        try:
+            route = Route.parse(text)
+        except RouteSyntaxError as exc:
+            raise _Refused(exc.code, {1: "syntax", 2: "unknown", 3: "range", 5: "conflict"}
+                           .get(exc.code, "syntax")) from None
+        if any(b not in self.model.board_pos for b, _, _ in route.groups):
+            raise _Refused(4, "board")
+        return route
+
+    def table_command(self, sub: str, args: list[str]) -> str:
+        if sub == "CLR" and not args:
+            self.table, self.table_state, self.pos = [], "idle", 0
+            return ""
+        if sub == "SET" and len(args) >= 2:
+            start = _index(args[0])
+            routes = [self.parse(t) for t in " ".join(args[1:]).split(";")]
+            self._store(start, routes)
+            return ""
+        if sub == "SCAN" and len(args) >= 4:
+            start, kind = _index(args[0]), args[1]
+            lo, _, hi = args[2].partition("-")
+            if kind not in ("PUL", "MAC") or not (lo.isdigit() and hi.isdigit()):
+                raise _Refused(1, "syntax")
+            masks = " ".join(args[3:])
+            routes = [self.parse(f"{kind} " + " ".join(
+                f"{m.split(':')[0]}:{c}:{m.split(':')[-1]}" for m in masks.split()))
+                for c in range(int(lo), int(hi) + 1)]
+            if not routes:
+                raise _Refused(3, "range")
+            self._store(start, routes)
+            return ""
+        if sub == "GET" and len(args) == 1:
+            i = _index(args[0])
+            if i >= len(self.table):
+                raise _Refused(6, "table")
+            return self.table[i].text
+        if sub == "CRC" and not args:
+            return f"len={len(self.table)} crc={table_crc(self.table):04X}"
+        if sub == "ARM" and not args:
+            if not self.table:
+                raise _Refused(6, "table")
+            self.table_state, self.pos = "armed", 0
+            self._step()
+            return ""
+        if sub == "STAT" and not args:
+            return f"state={self.table_state} pos={self.pos} len={len(self.table)}"
+        raise _Refused(1, "syntax")
+
+    def _store(self, start: int, routes: list[Route]) -> None:
+        if self.table_state == "armed":
+            raise _Refused(8, "busy")
+        if start > len(self.table) or start + len(routes) > self.table_size:
+            raise _Refused(6, "table")
+        self.table[start:start + len(routes)] = routes
+
+    # ---- switches ---------------------------------------------------------------------------
+
+    def apply(self, route: Route) -> None:
+        """Drive the switches of ``route`` (all others open); a stuck BL stays open, and the
+        read-back then disagrees: everything is opened again and the route refused."""
+        m = self.model
+        pos, cols, rows = self._compiled(route)
+        m.open_all()
+        m.wl[pos, cols] = True
+        m.bls[pos] = rows
+        (m.slg if route.kind == "PUL" else m.slm)[pos, cols] = True
+        if not (self.stuck or self.faults):
+            return  # nothing can make the read-back differ from the command
+        if pos.size and self._take_fault("stuck_switch", ""):
+            self.stuck.add((int(pos[0]), int(np.flatnonzero(rows[0])[0])))
+        for sp, sr in self.stuck:
+            m.bls[sp, sr] = False
+        if route.switch_state() != self.read_back():
+            m.open_all()
+            raise _Refused(7, "switch")
+
+    def _compiled(self, route: Route) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Board positions, 0-based columns and (groups, rows) BL pattern of a route; cached,
+        since table mode applies the same few routes over and over."""
+        hit = self._cache.get(route)
+        if hit is None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            g = route.groups
+            pos = np.array([self.model.board_pos[b] for b, _, _ in g], dtype=np.int64)
+            cols = np.array([c - 1 for _, c, _ in g], dtype=np.int64)
+            masks = np.array([m for _, _, m in g], dtype=np.int64)
+            rows = (masks[:, None] >> np.arange(self.model.bls.shape[1])) & 1 == 1
+            hit = self._cache[route] = (pos, cols, rows)
+        return hit
+
+    def read_back(self) -> dict[int, SwitchState]:
+        m = self.model
+        masks = np.stack([a @ (1 << np.arange(a.shape[1])) for a in (m.wl, m.bls, m.slg, m.slm)])
+        ids = list(m.board_pos)
+        return {ids[p]: SwitchState(*(int(v) for v in masks[:, p]))
+                for p in np.flatnonzero(masks.any(axis=0))}
+
+    def _step(self) -> None:
+        try:
+            self.apply(self.table[self.pos])
+        except _Refused:
+            self.table_state = "fault"  # switches already opened by apply
+
+    def hardware_trigger(self) -> None:
+        """An edge on TRIG IN: advance an armed table (after the last entry: open, done)."""
+        with self.model.lock:
+            if self.table_state != "armed":
+                return
+            self.pos += 1
+            if self.pos >= len(self.table):
+                self.model.open_all()
+                self.table_state, self.pos = "done", len(self.table)
+            else:
+                self._step()
+
+
+def _index(text: str) -> int:
+    if not text.isdigit():
+        raise _Refused(1, "syntax")
+    return int(text)
+
+
+def _reply(seq: str, text: str) -> bytes:
+    return encode_frame(seq, text).rstrip(b"\n")
+
+
+def _peek_command(line: bytes) -> str:
+    """The command text of a frame line, for matching faults (best effort, no CRC check)."""
+    parts = line.decode("ascii", errors="replace").split(" ", 1)
+    return parts[1].rsplit(" *", 1)[0] if len(parts) == 2 else ""
+
+
+def _flip(line: bytes) -> bytes:
+    """One bit flipped in the middle of the body: what a noisy line does to a frame."""
+    if len(line) < 2:
+        return b"?"
+    i = min(len(line) // 2, MAX_LINE - 1)
+    return line[:i] + bytes([line[i] ^ 0x04]) + line[i + 1:]

@@ -1,0 +1,215 @@
+"""Instrument backend: the backend interface over the drivers (pulse generator, SMU, MCU).
+
+It runs the sequencer's transactions (:mod:`hil.sequencer`) on the instruments the bench file's
+``[instruments]`` names, real ones or the emulated bench, with no code difference:
+
+* a pulse burst: the route table is loaded and verified (``TBL CRC``), the generator configured
+  (high-impedance load verified by the driver), the table armed and the burst fired, each pulse's
+  trigger stepping the table; afterwards the table must report ``done`` at its last entry. A
+  single pulse uses one route whose read-back is verified first;
+* reads and MAC reads: the same with an SMU list sweep (one buffered fetch), or one spot reading.
+
+``close()`` leaves the bench safe (outputs off, switches open) and is what every exit path of
+the CLI runs, Ctrl-C and SIGTERM included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from drivers.errors import InstrumentError
+from drivers.keithley2450 import Keithley2450
+from drivers.keysight33500 import Keysight33500B
+from drivers.keysight81160 import Keysight81160A
+from drivers.keysightb2900 import KeysightB2900
+from drivers.mcu import MuxController, Route
+from drivers.pulsegen import PulseGenerator, PulseLimits
+from drivers.smu import SourceLimits, SourceMeter
+from hil.backend import Backend
+from hil.bench import CELLS, COLS, ROWS, Bench
+from hil.hardware import clock_settings, instruments_config
+from hil.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
+
+GENERATORS: dict[str, type[PulseGenerator]] = {"33500B": Keysight33500B, "81160A": Keysight81160A}
+SMUS: dict[str, type[SourceMeter]] = {"2450": Keithley2450, "B2900": KeysightB2900}
+OVERFLOW = 9e37  # SCPI "over range" readings are 9.9E37
+
+
+def current_range(limit: float) -> float:
+    """Smallest decade range that holds the compliance current."""
+    return float(10.0 ** np.ceil(np.log10(limit) - 1e-9))
+
+
+class Instruments:
+    """The three instruments of a bench, opened and identified; ``safe()`` turns every output
+    off and opens every switch, trying each even if another fails."""
+
+    def __init__(self, bench: Bench) -> None:
+        cfg = instruments_config(bench)
+        lim = bench.limits
+        for key in ("generator_resource", "smu_resource", "mcu_port"):
+            if not getattr(cfg, key):
+                from hil.errors import BenchFileError
+
+                raise BenchFileError(bench.path, f"instruments.{key}", "missing")
+        with contextlib.ExitStack() as stack:
+            self.generator = GENERATORS[cfg.generator_model].open(
+                cfg.generator_resource, timeout=cfg.timeout, channel=cfg.generator_channel,
+                limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width,
+                                   lim.max_pulse_width))
+            stack.callback(self.generator.close)
+            self.smu = SMUS[cfg.smu_model].open(
+                cfg.smu_resource, timeout=cfg.timeout,
+                limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
+            stack.callback(self.smu.close)
+            self.mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}",
+                                     boards=bench.board_ids, baudrate=cfg.mcu_baud,
+                                     timeout=min(cfg.timeout, 0.5))
+            stack.pop_all()
+
+    def safe(self) -> list[str]:
+        """Outputs off and switches open; returns the problems met (empty when all is safe)."""
+        problems = []
+        for step in (self.generator.output_off, self.smu.output_off, self.mux.open_all):
+            try:
+                step()
+            except (InstrumentError, OSError) as exc:
+                problems.append(str(exc))
+        return problems
+
+    def close(self) -> list[str]:
+        problems = self.safe()
+        for inst in (self.generator, self.smu, self.mux):
+            with contextlib.suppress(InstrumentError, OSError):
+                inst.close()
+        return problems
+
+
+class InstrumentBackend(Backend):
+    """The backend interface on real (or emulated) instruments."""
+
+    def __init__(self, bench: Bench) -> None:
+        super().__init__(bench)
+        self.clock = clock_settings(bench)
+        self.inst = Instruments(bench)
+        self._closed = False
+        try:
+            p = bench.pulses
+            self.inst.generator.setup()
+            self.inst.smu.setup(voltage=p.read_voltage,
+                                current_limit=bench.limits.current_compliance,
+                                current_range=current_range(bench.limits.current_compliance),
+                                nplc=max(0.01, self.clock.smu_aperture * 50))
+            self.inst.smu.output_on()
+            self.inst.mux.open_all()
+        except BaseException:
+            self.close()
+            raise
+        self.board_ids = np.asarray(bench.board_ids)
+        self._planner = Sequencer(self)
+
+    # ---- the Backend interface (planned by a sequencer, run by execute) --------------------
+
+    def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
+        self._planner.pulse(devices, polarity, count, voltage=voltage, width=width)
+
+    def read(self, devices: np.ndarray) -> np.ndarray:
+        return self._planner.read(devices)
+
+    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+        return self._planner.mac(array, inputs)
+
+    # ---- transactions -------------------------------------------------------------------
+
+    def execute(self, tx: Transaction) -> Any:
+        if isinstance(tx, PulseTx):
+            return self._pulse(tx)
+        if isinstance(tx, ReadTx):
+            routes = [Route.mac(((int(b), c + 1, 1 << r),)) for b, r, c in
+                      zip(*self._where(tx.devices), strict=True)]
+            self.counts.device_reads += len(routes)
+            return self._measure(routes) / self.bench.pulses.read_voltage  # A/V -> uS (x1e6)
+        if isinstance(tx, MacTx):
+            routes = self._mac_routes(tx)
+            self.counts.mac_reads += len(routes)
+            k = tx.inputs.shape[0]
+            return self._measure(routes).reshape(k, tx.columns.size)  # uA
+        raise TypeError(f"not a transaction: {tx!r}")
+
+    def _where(self, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos, cell = np.divmod(np.asarray(devices, dtype=np.int64), CELLS)
+        r, c = np.divmod(cell, COLS)
+        return self.board_ids[pos], r, c
+
+    def _pulse(self, tx: PulseTx) -> None:
+        routes = []
+        for step in tx.steps:
+            boards, r, c = self._where(step)
+            groups: dict[tuple[int, int], int] = {}
+            for b, row, col in zip(boards.tolist(), r.tolist(), c.tolist(), strict=True):
+                groups[(b, col + 1)] = groups.get((b, col + 1), 0) | 1 << row
+            routes.append(Route.pulse((b, col, m) for (b, col), m in groups.items()))
+        gen, mux = self.inst.generator, self.inst.mux
+        n = len(routes)
+        period = max(2 * tx.width, tx.width + self.clock.mux_settling + self.clock.pulse_gap)
+        if n == 1:
+            mux.set_route(routes[0])
+            gen.configure_pulse(tx.voltage, tx.width, count=1, period=period)
+            mux.assert_route(routes[0])
+            gen.fire()
+        else:
+            mux.load_table(routes)
+            gen.configure_pulse(tx.voltage, tx.width, count=n, period=period)
+            mux.arm_table()
+            gen.fire()
+            mux.check_table_done()
+        fired = sum(int(s.size) for s in tx.steps)
+        if tx.voltage > 0:
+            self.counts.set_pulses += fired
+        else:
+            self.counts.reset_pulses += fired
+
+    def _mac_routes(self, tx: MacTx) -> list[Route]:
+        spec = self.bench.arrays[tx.array]
+        grid = np.array(spec.grid)
+        board_rows = grid.shape[0]
+        x = np.zeros((tx.inputs.shape[0], board_rows * ROWS), dtype=np.int64)
+        x[:, : tx.inputs.shape[1]] = tx.inputs
+        masks = (x.reshape(-1, board_rows, ROWS) << np.arange(ROWS)).sum(axis=2)  # (k, brows)
+        routes = []
+        for vec in masks.tolist():
+            for col in tx.columns.tolist():
+                j, local = divmod(col, COLS)
+                routes.append(Route.mac((int(grid[i, j]), local + 1, m)
+                                        for i, m in enumerate(vec) if m))
+        return routes
+
+    def _measure(self, routes: list[Route]) -> np.ndarray:
+        """Currents (uA) through each route in turn."""
+        smu, mux = self.inst.smu, self.inst.mux
+        if len(routes) == 1:
+            mux.set_route(routes[0])
+            amps = np.array([smu.measure_current()])
+        else:
+            mux.load_table(routes)
+            mux.arm_table()
+            amps = smu.run_list(np.full(len(routes), self.bench.pulses.read_voltage),
+                                delay=self.clock.mux_settling)
+            mux.check_table_done()
+        if (np.abs(amps) >= OVERFLOW).any():
+            raise InstrumentError(smu.name, "reading over range; check the current range")
+        return amps * 1e6
+
+    # ---- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Outputs off, switches open, ports closed. Idempotent."""
+        if self._closed or not hasattr(self, "inst"):
+            return
+        self._closed = True
+        problems = self.inst.close()
+        if problems:
+            raise InstrumentError("bench", "could not reach the safe state: " + "; ".join(problems))

@@ -1,0 +1,426 @@
+"""Sequencer: between the trainer (or characterisation) and a backend.
+
+It is itself a :class:`~hil.backend.Backend` wrapping another one, so nothing above it changes.
+For every operation it
+
+* checks the operation against the bench's limits (pulse amplitude and width, binary MAC
+  inputs, device indices) before anything moves;
+* compiles it into **transactions** (:class:`PulseTx`, :class:`ReadTx`, :class:`MacTx`): in
+  ``batched`` mode pulses of one polarity become one table-mode burst whose steps pulse up to
+  ``fan_out`` cells of one column at once, and reads become one SMU list sweep stepping an MCU
+  route table; in ``naive`` mode every pulse and every reading is its own transaction;
+* adds each transaction's modelled duration to the **bench clock** (:class:`BenchClock`).
+
+A backend that can run transactions (``execute``, the instrument backend) gets them one by one;
+any other (the simulated one) gets the original operation in one call, so a dry run on the
+simulated bench costs little more than the simulation itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hil.backend import RESET, SET, Backend
+from hil.bench import CELLS, COLS, ROWS, Bench
+from hil.errors import HilError
+from hil.hardware import ClockSettings, SequencerSettings, clock_settings, sequencer_settings
+
+# modelled frame sizes on the MCU link (bytes): "<seq> " + " *XXXX\n" out, "<seq> OK *XXXX\n" in
+FRAME_OUT, FRAME_IN = 12, 14
+SCAN_HEAD, GROUP_BYTES, STATE_GROUP = 22, 9, 19
+LIST_CHUNK = 100  # SMU list values per SCPI command
+
+
+class SequenceError(HilError):
+    """An operation the bench limits (or the backend interface) do not allow."""
+
+
+# ---------------------------------------------------------------------------------------------
+# transactions
+
+
+@dataclass(frozen=True)
+class PulseTx:
+    """One burst: ``len(steps)`` pulses of ``voltage`` (signed, at the cell) and ``width``; step
+    ``i`` pulses the devices ``steps[i]`` together (one column per board)."""
+
+    voltage: float
+    width: float
+    steps: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class ReadTx:
+    """One reading per device, each on its own single-cell route."""
+
+    devices: np.ndarray
+
+
+@dataclass(frozen=True)
+class MacTx:
+    """Column currents of ``array`` for ``inputs`` (k, rows) over ``columns``: k x len(columns)
+    readings, vector-major."""
+
+    array: str
+    inputs: np.ndarray
+    columns: np.ndarray
+
+
+Transaction = PulseTx | ReadTx | MacTx
+
+
+# ---------------------------------------------------------------------------------------------
+# bench clock
+
+
+@dataclass
+class Tally:
+    """What the bench clock has added up (seconds and the counts behind them)."""
+
+    seconds: float = 0.0
+    floor: float = 0.0  # apertures + settling + pulse widths alone
+    transactions: int = 0
+    pulses_fired: int = 0
+    readings: int = 0
+    scpi_queries: int = 0
+    scpi_writes: int = 0
+    mcu_frames: int = 0
+    mcu_bytes: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class BenchClock:
+    """Modelled duration of each transaction: SCPI exchanges (a query waits a round trip, a
+    write only its share of one), MCU frames (a round trip each plus their bytes at the baud
+    rate), mux settling before every step, the SMU aperture per reading, the pulse widths."""
+
+    def __init__(self, clock: ClockSettings) -> None:
+        self.c = clock
+        self.tally = Tally()
+        self._shape: tuple[float, float, int] | None = None
+
+    def _link(self, queries: int, writes: int, frames: int, nbytes: int) -> float:
+        c, t = self.c, self.tally
+        t.scpi_queries += queries
+        t.scpi_writes += writes
+        t.mcu_frames += frames
+        t.mcu_bytes += nbytes
+        return (queries * c.scpi_round_trip + writes * c.scpi_round_trip * 0.1
+                + frames * c.mcu_round_trip + nbytes * 10.0 / c.baud)
+
+    def _mcu(self, points: int, data_bytes: int, data_frames: int, groups: int) -> tuple[int, int]:
+        """Frames and bytes to put ``points`` routes in place: one verified route, or a table
+        (clear, data frames, CRC check, arm, status)."""
+        if points == 1:
+            return 2, 2 * (FRAME_OUT + FRAME_IN) + data_bytes + 7 + groups * STATE_GROUP
+        frames = 4 + data_frames
+        return frames, frames * (FRAME_OUT + FRAME_IN) + data_bytes + 40
+
+    def pulse(self, steps: int, voltage: float, width: float, data_bytes: int, data_frames: int,
+              groups: int, repeat: int = 1) -> float:
+        """``repeat`` bursts of ``steps`` pulses each."""
+        c = self.c
+        frames, nbytes = self._mcu(steps, data_bytes, data_frames, groups)
+        shape = (voltage, width, steps)
+        configure = shape != self._shape
+        self._shape = shape
+        # configure: output off, polarity, levels, period, width, edge, count + error check;
+        # fire: output on + error check, *TRG, *OPC?
+        queries = 1 + 2 * configure
+        writes = 1 + 9 * configure
+        link = self._link(queries, writes, frames, nbytes)
+        if repeat > 1:  # the same shape again: no configuration
+            link += (repeat - 1) * self._link(1, 1, frames, nbytes)
+        physical = steps * (c.mux_settling + width)
+        t = self.tally
+        t.transactions += repeat
+        t.pulses_fired += repeat * steps
+        t.floor += repeat * physical
+        total = link + repeat * (physical + steps * c.pulse_gap)
+        t.seconds += total
+        return total
+
+    def read(self, points: int, data_bytes: int, data_frames: int, groups: int,
+             repeat: int = 1) -> float:
+        """``repeat`` list sweeps (or spot reads when ``points == 1``) of ``points`` readings."""
+        c = self.c
+        frames, nbytes = self._mcu(points, data_bytes, data_frames, groups)
+        if points == 1:
+            queries, writes = 1, 1
+        else:  # list begin, list chunks, sweep, init, *WAI; fetch + error check
+            queries, writes = 2, 4 + math.ceil(points / LIST_CHUNK)
+        link = repeat * self._link(queries, writes, frames, nbytes)
+        physical = repeat * points * (c.mux_settling + c.smu_aperture)
+        t = self.tally
+        t.transactions += repeat
+        t.readings += repeat * points
+        t.floor += physical
+        t.seconds += link + physical
+        return link + physical
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tally": self.tally.as_dict(), "shape": self._shape}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tally = Tally(**state["tally"])
+        self._shape = None if state["shape"] is None else tuple(state["shape"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the sequencer
+
+
+@dataclass
+class _Geometry:
+    """Where each device of the bench sits: board position, row, column (0-based)."""
+
+    pos: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    board_digits: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, bench: Bench) -> _Geometry:
+        dev = np.arange(bench.n_devices)
+        pos, cell = np.divmod(dev, CELLS)
+        row, col = np.divmod(cell, COLS)
+        digits = np.array([len(str(b)) for b in bench.board_ids])
+        return cls(pos, row, col, digits)
+
+
+class Sequencer(Backend):
+    """Checks, batches and clocks every operation, then hands it to ``inner``."""
+
+    def __init__(self, inner: Backend, settings: SequencerSettings | None = None,
+                 clock: ClockSettings | None = None) -> None:
+        bench = inner.bench
+        self.inner = inner
+        self.bench = bench  # not Backend.__init__: the counts are the wrapped backend's
+        self.settings = settings or sequencer_settings(bench)
+        self.clock = BenchClock(clock or clock_settings(bench))
+        self.naive = self.settings.mode == "naive"
+        self.geo = _Geometry.of(bench)
+        lim = bench.limits
+        if abs(bench.pulses.read_voltage) > lim.max_read_voltage:
+            raise SequenceError(f"read voltage {bench.pulses.read_voltage} V exceeds the limit")
+
+    # counts live in the wrapped backend: one truth for the trainer's records
+    @property
+    def counts(self):  # type: ignore[override]
+        return self.inner.counts
+
+    @counts.setter
+    def counts(self, value) -> None:
+        self.inner.counts = value
+
+    @property
+    def bench_seconds(self) -> float:
+        return self.clock.tally.seconds
+
+    # ---- checks ---------------------------------------------------------------------------
+
+    def _devices(self, devices: Any, *, distinct: bool) -> np.ndarray:
+        d = np.asarray(devices)
+        if d.size and not np.issubdtype(d.dtype, np.integer):
+            raise SequenceError(f"device indices must be integers, got {d.dtype}")
+        d = d.astype(np.int64).ravel()
+        if d.size and (d.min() < 0 or d.max() >= self.bench.n_devices):
+            raise SequenceError(f"device index outside 0..{self.bench.n_devices - 1}")
+        if distinct and np.unique(d).size != d.size:
+            raise SequenceError("a pulse operation lists a device twice")
+        return d
+
+    def _pulse_levels(self, polarity: np.ndarray, voltage: float | None,
+                      width: float | None) -> tuple[np.ndarray, float]:
+        p, lim = self.bench.pulses, self.bench.limits
+        if not np.isin(polarity, (SET, RESET)).all():
+            raise SequenceError("polarity must be +1 (SET) or -1 (RESET)")
+        width = p.width if width is None else float(width)
+        if not lim.min_pulse_width <= width <= lim.max_pulse_width:
+            raise SequenceError(f"pulse width {width:g} s outside the bench limits "
+                                f"[{lim.min_pulse_width:g}, {lim.max_pulse_width:g}] s")
+        if voltage is None:
+            mags = np.where(polarity == SET, p.set_voltage, abs(p.reset_voltage))
+        else:
+            mags = np.full(polarity.shape, abs(float(voltage)))
+        if mags.size and mags.max() > lim.max_pulse_voltage:
+            raise SequenceError(f"pulse of {mags.max():g} V exceeds the bench limit "
+                                f"{lim.max_pulse_voltage:g} V")
+        return polarity * mags, width
+
+    # ---- planning -------------------------------------------------------------------------
+
+    def fan_out(self, voltage: float) -> int:
+        """Cells one pulse may reach: the configured fan-out, fewer if that many cells at the
+        highest conductance would draw more than the generator's current limit."""
+        s = self.settings
+        per_cell = abs(voltage) * s.max_conductance * 1e-6
+        return max(1, min(s.fan_out, int(s.max_pulse_current / per_cell)))
+
+    def plan_pulses(self, devices: np.ndarray, polarity: np.ndarray, count: np.ndarray,
+                    voltage: float | None = None, width: float | None = None) -> list[PulseTx]:
+        """Transactions for ``count[i]`` pulses of ``polarity[i]`` on ``devices[i]``."""
+        levels, width = self._pulse_levels(polarity, voltage, width)
+        txs: list[PulseTx] = []
+        for level in np.unique(levels):
+            sel = (levels == level) & (count > 0)
+            if not sel.any():
+                continue
+            dev = np.repeat(devices[sel], count[sel])
+            if self.naive:
+                txs.extend(PulseTx(float(level), width, (np.array([d]),)) for d in dev)
+                continue
+            # round j = the j-th pulse of each device; a step = one column of one board
+            first = np.r_[0, np.cumsum(count[sel])[:-1]]
+            rnd = np.arange(dev.size) - np.repeat(first, count[sel])
+            g = self.geo
+            order = np.lexsort((g.row[dev], g.col[dev], g.pos[dev], rnd))
+            dev, rnd = dev[order], rnd[order]
+            key = (rnd * len(self.bench.board_ids) + g.pos[dev]) * COLS + g.col[dev]
+            cuts = np.flatnonzero(np.diff(key)) + 1
+            fan = self.fan_out(level)
+            steps: list[np.ndarray] = []
+            for group in np.split(dev, cuts):
+                steps.extend(group[i:i + fan] for i in range(0, group.size, fan))
+            cap = self.settings.table_capacity
+            txs.extend(PulseTx(float(level), width, tuple(steps[i:i + cap]))
+                       for i in range(0, len(steps), cap))
+        return txs
+
+    def _read_capacity(self) -> int:
+        return min(self.settings.table_capacity, self.settings.list_capacity)
+
+    def plan_reads(self, devices: np.ndarray) -> list[ReadTx]:
+        step = 1 if self.naive else self._read_capacity()
+        return [ReadTx(devices[i:i + step]) for i in range(0, devices.size, step)]
+
+    def plan_mac(self, array: str, inputs: np.ndarray) -> tuple[list[MacTx], np.ndarray]:
+        """Transactions and the indices of the vectors they read (all-zero vectors carry no
+        current and are not read)."""
+        cols = self.bench.arrays[array].shape[1]
+        live = np.flatnonzero(inputs.any(axis=1))
+        all_cols = np.arange(cols)
+        if self.naive:
+            txs = [MacTx(array, inputs[i:i + 1], np.array([c])) for i in live for c in all_cols]
+        else:
+            per = max(1, self._read_capacity() // cols)
+            txs = [MacTx(array, inputs[live[i:i + per]], all_cols)
+                   for i in range(0, live.size, per)]
+        return txs, live
+
+    # ---- clock ----------------------------------------------------------------------------
+
+    def _clock_pulses(self, txs: list[PulseTx]) -> None:
+        g = self.geo
+        for tx in txs:
+            groups = [np.unique(g.pos[s]) for s in tx.steps]
+            nbytes = sum(4 + len(gr) * GROUP_BYTES + int(g.board_digits[gr].sum()) for gr in groups)
+            frames = 0 if len(tx.steps) == 1 else math.ceil(nbytes / 4000)
+            self.clock.pulse(len(tx.steps), tx.voltage, tx.width, nbytes, frames, len(groups[0]))
+
+    def _clock_reads(self, n: int) -> None:
+        if n == 0:
+            return
+        per_route = 4 + GROUP_BYTES + 2
+        if self.naive:
+            self.clock.read(1, per_route, 0, 1, repeat=n)
+            return
+        cap = self._read_capacity()
+        full, rest = divmod(n, cap)
+        for points, repeat in ((cap, full), (rest, 1 if rest else 0)):
+            if repeat:
+                nbytes = per_route * points
+                self.clock.read(points, nbytes, math.ceil(nbytes / 4000), 1, repeat=repeat)
+
+    def _clock_mac(self, array: str, inputs: np.ndarray, txs: list[MacTx]) -> None:
+        spec = self.bench.arrays[array]
+        board_rows = len(spec.grid)
+        board_cols = len(spec.grid[0])
+        if self.naive:
+            for tx in txs:
+                groups = int(_row_blocks(tx.inputs, board_rows).sum())
+                self.clock.read(1, 4 + GROUP_BYTES * groups, 0, groups)
+            return
+        for tx in txs:
+            blocks = _row_blocks(tx.inputs, board_rows).sum(axis=1)  # boards per vector
+            k = tx.inputs.shape[0]
+            nbytes = int(board_cols * (k * SCAN_HEAD + 7 * blocks.sum()))
+            self.clock.read(k * tx.columns.size, nbytes, k * board_cols, int(blocks.max()))
+
+    # ---- the Backend interface -----------------------------------------------------------
+
+    def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
+        dev = self._devices(devices, distinct=True)
+        if dev.size == 0:
+            return
+        pol = np.broadcast_to(np.asarray(polarity), dev.shape).astype(np.int64)
+        cnt = np.broadcast_to(np.asarray(count), dev.shape)
+        if (cnt < 0).any() or not np.all(np.mod(cnt, 1) == 0):
+            raise SequenceError("pulse counts must be non-negative integers")
+        cnt = cnt.astype(np.int64)
+        txs = self.plan_pulses(dev, pol, cnt, voltage, width)
+        self._clock_pulses(txs)
+        if hasattr(self.inner, "execute"):
+            for tx in txs:
+                self.inner.execute(tx)
+        else:
+            self.inner.pulse(dev, pol, cnt, voltage=voltage, width=width)
+
+    def read(self, devices: np.ndarray) -> np.ndarray:
+        dev = self._devices(devices, distinct=False)
+        self._clock_reads(dev.size)
+        if hasattr(self.inner, "execute"):
+            out = [self.inner.execute(tx) for tx in self.plan_reads(dev)]
+            return np.concatenate(out) if out else np.zeros(0)
+        return self.inner.read(dev)
+
+    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+        if array not in self.bench.arrays:
+            raise SequenceError(f"no array named {array!r}")
+        x = np.asarray(inputs)
+        rows, cols = self.bench.arrays[array].shape
+        if x.ndim != 2 or x.shape[1] != rows:
+            raise SequenceError(f"MAC inputs of {array} must be (k, {rows}), got {x.shape}")
+        if not np.isin(x, (0, 1)).all():
+            raise SequenceError("MAC inputs must be binary (0/1)")
+        txs, live = self.plan_mac(array, x)
+        self._clock_mac(array, x, txs)
+        if not hasattr(self.inner, "execute"):
+            return self.inner.mac(array, x)
+        out = np.zeros((x.shape[0], cols))
+        if self.naive:
+            values = np.array([self.inner.execute(tx)[0, 0] for tx in txs])
+            out[live] = values.reshape(live.size, cols)
+        else:
+            out[live] = np.concatenate([self.inner.execute(tx) for tx in txs]) if txs else 0
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "clock": self.clock.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.clock.load_state_dict(state["clock"])
+
+    def __getattr__(self, name: str) -> Any:
+        # anything else (e.g. the simulated backend's ``mode``) is the wrapped backend's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _row_blocks(inputs: np.ndarray, board_rows: int) -> np.ndarray:
+    """(k, board_rows): does vector i drive any bit line on board row b?"""
+    k, rows = inputs.shape
+    padded = np.zeros((k, board_rows * ROWS), dtype=bool)
+    padded[:, :rows] = inputs.astype(bool)
+    return padded.reshape(k, board_rows, ROWS).any(axis=2)

@@ -1,0 +1,128 @@
+"""Basic sequences as plain data and generators, runnable on any backend.
+
+A sequence is a generator of operations (:class:`Pulse`, :class:`Read`, :class:`Mac`). The
+runner sends each operation's result back into the generator, so a sequence can decide its next
+step from what it measured (program-and-verify) while remaining plain data that a dry run can
+list, count and time before anything moves::
+
+    result = run(program_verify(devices, target_uS=40.0), backend)
+
+The same sequence runs on the simulated backend, on the sequencer wrapping it, and on the
+instrument backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hil.backend import RESET, SET, Backend
+
+
+@dataclass(frozen=True)
+class Pulse:
+    devices: np.ndarray
+    polarity: int | np.ndarray
+    count: int | np.ndarray = 1
+    voltage: float | None = None
+    width: float | None = None
+
+
+@dataclass(frozen=True)
+class Read:
+    devices: np.ndarray
+
+
+@dataclass(frozen=True)
+class Mac:
+    array: str
+    inputs: np.ndarray
+
+
+Op = Pulse | Read | Mac
+Sequence = Generator[Op, Any, Any]
+
+
+def apply(op: Op, backend: Backend) -> Any:
+    """Carry out one operation; reads return conductances (uS), MACs currents (uA)."""
+    if isinstance(op, Pulse):
+        backend.pulse(op.devices, op.polarity, op.count, voltage=op.voltage, width=op.width)
+        return None
+    if isinstance(op, Read):
+        return backend.read(op.devices)
+    if isinstance(op, Mac):
+        return backend.mac(op.array, op.inputs)
+    raise TypeError(f"not an operation: {op!r}")
+
+
+def run(sequence: Sequence, backend: Backend) -> Any:
+    """Run a sequence to its end; returns what the generator returns."""
+    try:
+        op = next(sequence)
+        while True:
+            op = sequence.send(apply(op, backend))
+    except StopIteration as stop:
+        return stop.value
+
+
+def set_pulses(devices, count=1, voltage=None, width=None) -> Sequence:
+    """SET ``count`` pulses on every device."""
+    yield Pulse(np.asarray(devices), SET, count, voltage, width)
+
+
+def reset_pulses(devices, count=1, voltage=None, width=None) -> Sequence:
+    """RESET ``count`` pulses on every device."""
+    yield Pulse(np.asarray(devices), RESET, count, voltage, width)
+
+
+def read(devices) -> Sequence:
+    """One conductance read per device; returns the readings (uS)."""
+    return (yield Read(np.asarray(devices)))
+
+
+def mac_read(array: str, inputs) -> Sequence:
+    """Column currents (uA) for binary input vectors on the bit lines."""
+    return (yield Mac(array, np.asarray(inputs)))
+
+
+def pulse_train(devices, polarity: int, pulses: int, voltage=None, width=None) -> Sequence:
+    """``pulses`` single pulses, each followed by a read: the response-curve measurement.
+    Returns (pulses + 1, devices) conductances, the first row before any pulse."""
+    devices = np.asarray(devices)
+    trace = [(yield Read(devices))]
+    for _ in range(pulses):
+        yield Pulse(devices, polarity, 1, voltage, width)
+        trace.append((yield Read(devices)))
+    return np.array(trace)
+
+
+@dataclass
+class VerifyResult:
+    conductance: np.ndarray  # last reading (uS)
+    converged: np.ndarray  # bool per device
+    pulses: np.ndarray = field(repr=False)  # pulses each device received
+
+
+def program_verify(devices, target_uS, tolerance_uS: float = 2.0, max_rounds: int = 50,
+                   max_burst: int = 4, voltage=None, width=None) -> Sequence:
+    """Program each device to ``target_uS`` (scalar or per device): read, pulse those outside
+    the band (SET below, RESET above; ``max_burst`` pulses when far, one when near), read
+    again, until all are inside or ``max_rounds`` is spent. Returns a :class:`VerifyResult`."""
+    devices = np.asarray(devices)
+    target = np.broadcast_to(np.asarray(target_uS, dtype=float), devices.shape)
+    pulses = np.zeros(devices.shape, dtype=np.int64)
+    g = yield Read(devices)
+    for _ in range(max_rounds):
+        err = target - g
+        off = np.abs(err) > tolerance_uS
+        if not off.any():
+            break
+        # far from the band: a burst; close to it: single pulses, so nothing overshoots much
+        count = np.where(np.abs(err[off]) > 4 * tolerance_uS, max_burst, 1)
+        yield Pulse(devices[off], np.where(err[off] > 0, SET, RESET), count, voltage, width)
+        pulses[off] += count
+        g = yield Read(devices)
+    return VerifyResult(g, np.abs(target - g) <= tolerance_uS, pulses)

@@ -1,0 +1,252 @@
+"""MCU link: framing, routes, byte conversations over pyserial socket://, retries, route safety."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import serial
+from driver_fakes import ScriptedServer
+
+from drivers.errors import IdentityError, MuxCommandError, MuxLinkError, RouteError
+from drivers.mcu import (
+    MAX_LINE,
+    FrameError,
+    MuxController,
+    Route,
+    RouteSyntaxError,
+    SwitchState,
+    decode_frame,
+    encode_frame,
+    format_state,
+    pack_table,
+    parse_state,
+    parse_table_command,
+    table_crc,
+)
+
+IDN = "OK fw=hil-mux/1.0 boards=1,2,3,4 table=4096"
+
+
+def x(seq: int, command: str, reply: str | None) -> tuple[bytes, bytes | None]:
+    """One scripted exchange: the exact frame expected and the framed reply (None: silence)."""
+    return encode_frame(seq, command), None if reply is None else encode_frame(seq, reply)
+
+
+def corrupt(frame: bytes) -> bytes:
+    """The frame with one payload character changed and its CRC left as it was."""
+    return frame.replace(b"OK", b"OJ", 1)
+
+
+@pytest.fixture
+def mcu_link():
+    """Start a scripted MCU, open the driver on ``socket://``; check the script at the end."""
+    opened: list[tuple[ScriptedServer, MuxController]] = []
+
+    def start(script, **kwargs) -> MuxController:
+        server = ScriptedServer([x(0, "IDN?", IDN), *script])
+        mcu = MuxController(f"socket://127.0.0.1:{server.port}", timeout=0.1, **kwargs)
+        opened.append((server, mcu))
+        return mcu
+
+    yield start
+    for server, mcu in opened:
+        server.check()
+        mcu.port.close()
+        server.close()
+
+
+# -- framing and routes (pure) ----------------------------------------------------------------
+
+
+def test_frame_bytes_and_checksum() -> None:
+    assert encode_frame(0, "IDN?") == b"0 IDN? *9CD1\n"
+    assert decode_frame(b"2 OK 3:010:002:010:000 *5105\n") == (2, "OK 3:010:002:010:000")
+    assert decode_frame(encode_frame(7, "OK 3:010:002:010:000")) == (7, "OK 3:010:002:010:000")
+    assert decode_frame(encode_frame("-", "NAK FRAME")) == (None, "NAK FRAME")
+    good = encode_frame(12, "SEL 3 2 5")
+    for bad, reason in [
+        (good.replace(b"2 5", b"2 6"), "CRC"),
+        (good.replace(b"*", b"#"), "FRAME"),
+        (b"12 SEL 3 2 5\n", "FRAME"),
+        (encode_frame(300, "IDN?"), "FRAME"),
+        (b"1 " + b"A" * MAX_LINE + b" *0000\n", "LONG"),
+    ]:
+        with pytest.raises(FrameError) as err:
+            decode_frame(bad)
+        assert err.value.reason == reason
+
+
+def test_protocol_document_examples_are_valid_frames() -> None:
+    doc = Path(__file__).parents[2] / "docs" / "mcu-protocol.md"
+    lines = [line[2:] for line in doc.read_text().splitlines() if line[:2] in ("> ", "< ")]
+    assert len(lines) >= 8
+    for line in lines:
+        decode_frame(line.encode())
+
+
+def test_routes_canonical_text_and_switch_state() -> None:
+    assert Route.parse("SEL 3 2 5") == Route.cell(3, 2, 5)
+    assert Route.cell(3, 2, 5).text == "PUL 3:5:002"
+    mac = Route.parse("MAC 17:1:01F 13:1:FFF")
+    assert mac.text == "MAC 13:1:FFF 17:1:01F"  # sorted by board
+    assert mac.switch_state() == {13: SwitchState(wl=1, bls=0xFFF, slm=1),
+                                  17: SwitchState(wl=1, bls=0x01F, slm=1)}
+    assert Route.cell(3, 12, 10).switch_state() == {3: SwitchState(0x200, 0x800, 0x200, 0)}
+    assert sorted(Route.pulse([(2, 4, 0b101)]).cells()) == [(2, 1, 4), (2, 3, 4)]
+    assert Route.parse("OPEN").switch_state() == {}
+    text = format_state(mac.switch_state())
+    assert text == "13:001:FFF:000:001 17:001:01F:000:001"
+    assert parse_state(text) == mac.switch_state()
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("PUL 3:5:002 3:6:001", 5), ("SEL 3 13 5", 3), ("SEL 3 2 11", 3), ("PUL 3:5:000", 3),
+     ("PUL 3:5:1000", 1), ("SEL 3 2", 1), ("SEL +3 2 5", 1), ("FLY 1", 2), ("OPEN 3", 1)],
+)
+def test_route_refusals_carry_protocol_codes(text: str, code: int) -> None:
+    with pytest.raises(RouteSyntaxError) as err:
+        Route.parse(text)
+    assert err.value.code == code
+
+
+def test_table_packing_round_trips() -> None:
+    rng = random.Random(1)
+    scan = [Route.mac([(13, c, 0xFFF), (17, c, 0x01F)]) for c in range(1, 11)]
+    cells = [Route.cell(rng.randint(1, 4), rng.randint(1, 12), rng.randint(1, 10))
+             for _ in range(400)]
+    routes = cells[:5] + scan + cells[5:]
+    commands = pack_table(routes)
+    assert "TBL SCAN 5 MAC 1-10 13:FFF 17:01F" in commands
+    assert all(len(encode_frame(255, c)) <= MAX_LINE for c in commands)
+    rebuilt: list[Route] = []
+    for command in commands:
+        start, entries = parse_table_command(command.removeprefix("TBL "))
+        assert start == len(rebuilt)
+        rebuilt += entries
+    assert rebuilt == routes
+    assert len(commands) < len(routes) / 20  # many entries per frame
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+def test_identify_select_verify_and_close_conversation(mcu_link) -> None:
+    mcu = mcu_link([
+        x(1, "PUL 3:5:002", "OK"),
+        x(2, "STATE?", "OK 3:010:002:010:000"),
+        x(3, "OPEN", "OK"),
+        x(4, "STATE?", "OK"),
+    ], boards=[3, 4])
+    assert mcu.identity.boards == (1, 2, 3, 4) and mcu.identity.version == "1.0"
+    route = mcu.select_cell(3, 2, 5)
+    mcu.assert_route(route)
+    with pytest.raises(RouteError):
+        mcu.assert_route(Route.cell(3, 3, 5))
+    mcu.close()
+    assert not mcu.port.is_open
+    with pytest.raises(RouteError):
+        mcu.assert_route(route)
+
+
+def test_missing_board_refused(mcu_link) -> None:
+    with pytest.raises(IdentityError, match=r"boards \[7\] not found"):
+        mcu_link([], boards=[3, 7])
+
+
+def test_corrupted_reply_is_retried_with_the_same_frame(mcu_link) -> None:
+    command, reply = x(1, "MAC 2:4:0F0", "OK")
+    mcu = mcu_link([(command, corrupt(reply)), (command, reply),
+                    x(2, "STATE?", "OK 2:008:0F0:000:008")])
+    mcu.connect_mac([(2, 4, 0x0F0)])
+    assert mcu.stats.corrupt == 1 and mcu.stats.attempts == 4
+
+
+def test_dropped_frame_is_retried_after_timeout(mcu_link) -> None:
+    command, reply = x(1, "PUL 1:1:001", "OK")
+    mcu = mcu_link([(command, None), (command, reply), x(2, "STATE?", "OK 1:001:001:001:000")])
+    mcu.select_cell(1, 1, 1)
+    assert mcu.stats.timeouts == 1
+
+
+def test_nak_and_stale_replies(mcu_link) -> None:
+    command, reply = x(1, "STATE?", "OK")
+    stale = encode_frame(0, "OK fw=old")
+    mcu = mcu_link([(command, encode_frame("-", "NAK CRC")), (command, stale + reply)])
+    assert mcu.state() == {}
+    assert mcu.stats.naks == 1
+
+
+def test_retries_are_bounded(mcu_link) -> None:
+    command, _ = x(1, "OPEN", None)
+    mcu = mcu_link([(command, None)] * 3, retries=2)
+    with pytest.raises(MuxLinkError, match=r"^MCU: no valid reply to 'OPEN' after 3 attempts"):
+        mcu.open_all()
+
+
+def test_err_reply_raises_without_retry(mcu_link) -> None:
+    mcu = mcu_link([x(1, "PUL 9:1:001", "ERR 4 board")])
+    with pytest.raises(MuxCommandError, match="ERR 4 board") as err:
+        mcu.select_cell(9, 1, 1)
+    assert err.value.code == 4
+
+
+def test_read_back_mismatch_opens_and_blocks_firing(mcu_link) -> None:
+    mcu = mcu_link([
+        x(1, "PUL 3:5:002", "OK"),
+        x(2, "STATE?", "OK 3:010:006:010:000"),  # a second BL stuck closed
+        x(3, "OPEN", "OK"),
+    ])
+    with pytest.raises(RouteError, match="does not match 'PUL 3:5:002'; switches opened"):
+        mcu.select_cell(3, 2, 5)
+    assert mcu.verified_route is None
+    with pytest.raises(RouteError, match="refusing to fire"):
+        mcu.assert_route(Route.cell(3, 2, 5))
+
+
+def test_firmware_switch_fault_is_a_route_error(mcu_link) -> None:
+    mcu = mcu_link([x(1, "PUL 3:5:002", "ERR 7 switch")])
+    with pytest.raises(RouteError, match="ERR 7"):
+        mcu.select_cell(3, 2, 5)
+
+
+def test_table_load_verify_arm_and_finish(mcu_link) -> None:
+    routes = [Route.mac([(1, c, 0x00F)]) for c in range(1, 6)] + [Route.cell(2, 3, 4)]
+    crc = f"{table_crc(routes):04X}"
+    mcu = mcu_link([
+        x(1, "TBL CLR", "OK"),
+        x(2, "TBL SCAN 0 MAC 1-5 1:00F", "OK"),
+        x(3, "TBL SET 5 PUL 2:4:004", "OK"),
+        x(4, "TBL CRC", f"OK len=6 crc={crc}"),
+        x(5, "TBL ARM", "OK"),
+        x(6, "TBL STAT", "OK state=done pos=6 len=6"),
+        x(7, "TBL STAT", "OK state=fault pos=2 len=6"),
+    ])
+    mcu.load_table(routes)
+    mcu.arm_table()
+    assert mcu.check_table_done().length == 6
+    with pytest.raises(RouteError, match="fault at entry 2 of 6"):
+        mcu.check_table_done()
+
+
+def test_table_crc_mismatch_clears_and_refuses_arming(mcu_link) -> None:
+    mcu = mcu_link([
+        x(1, "TBL CLR", "OK"),
+        x(2, "TBL SET 0 PUL 2:4:004", "OK"),
+        x(3, "TBL CRC", "OK len=1 crc=0000"),
+        x(4, "TBL CLR", "OK"),
+    ])
+    with pytest.raises(RouteError, match="table cleared"):
+        mcu.load_table([Route.cell(2, 3, 4)])
+    with pytest.raises(RouteError, match="unverified"):
+        mcu.arm_table()
+
+
+def test_loop_port_without_mcu_fails_cleanly() -> None:
+    """``loop://`` echoes every frame back: an echo is no reply, and the retries end."""
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    with pytest.raises(MuxLinkError, match="unexpected reply 'IDN\\?'"):
+        MuxController(port, name="MCU", timeout=0.05, retries=1)
+    port.close()

@@ -1,0 +1,212 @@
+"""The hardware path end to end: drivers -> pyvisa-py / pyserial -> loopback -> emulated bench.
+
+Every pulse the emulator delivers is compared with the plan: exactly the intended cells, the
+intended polarity and voltage, even when MCU frames are corrupted or dropped on the way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivers.errors import MuxCommandError, RouteError
+from hil.backend import RESET, SET, make_backend
+from hil.bench import load_bench, parse_bench
+from hil.cli import main
+from hil.emulator import EmulatedBench
+from hil.sequencer import Sequencer
+from tests.conftest import write_optdigits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with EmulatedBench(load_bench(), seed=5) as e:
+        yield e
+
+
+def bench_file(emu: EmulatedBench, path: Path, **instruments) -> Path:
+    raw = tomllib.loads(emu.bench_toml())
+    raw["instruments"].update({"timeout": 0.3, **instruments})
+    from hil.emulator import dump_toml
+
+    path.write_text(dump_toml(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backend(emu, tmp_path_factory):
+    path = bench_file(emu, tmp_path_factory.mktemp("bench") / "emu.toml")
+    be = make_backend(load_bench(path))
+    yield be
+    be.close()
+
+
+def delivered(emu: EmulatedBench, since: int) -> Counter:
+    """(board, row, col, voltage) -> pulses, from the emulator's record."""
+    out: Counter = Counter()
+    for p in emu.pulses[since:]:
+        lab = emu.model.bench.labels(np.array(p.devices))
+        for b, r, c in zip(lab["board"], lab["row"], lab["col"], strict=True):
+            out[(int(b), int(r), int(c), round(p.voltage, 6))] += 1
+    return out
+
+
+def planned(bench, devices, polarity, count, voltage) -> Counter:
+    lab = bench.labels(devices)
+    out: Counter = Counter()
+    for b, r, c, p, n in zip(lab["board"], lab["row"], lab["col"], polarity, count, strict=True):
+        if n:
+            out[(int(b), int(r), int(c), round(p * voltage, 6))] += int(n)
+    return out
+
+
+def random_pulses(bench, rng, n=30):
+    devices = rng.choice(bench.array_devices("hidden").ravel(), n, replace=False)
+    polarity = rng.choice([SET, RESET], n)
+    count = rng.integers(0, 4, n)
+    return devices, polarity, count
+
+
+def test_pulses_reach_exactly_the_planned_cells(emu, backend):
+    rng = np.random.default_rng(0)
+    bench = backend.bench
+    for _ in range(3):
+        devices, polarity, count = random_pulses(bench, rng)
+        since = len(emu.pulses)
+        backend.pulse(devices, polarity, count, voltage=1.5)
+        assert delivered(emu, since) == planned(bench, devices, polarity, count, 1.5)
+    fan = backend.fan_out(1.5)
+    assert all(len(p.devices) <= fan for p in emu.pulses)
+    assert emu.model.all_open()
+
+
+@pytest.mark.parametrize("fault,command", [
+    ("corrupt_request", "TBL"), ("drop_request", "TBL SCAN"), ("corrupt_reply", "TBL ARM"),
+    ("drop_reply", "TBL CRC"), ("corrupt_request", "PUL"), ("drop_reply", "PUL"),
+])
+def test_corrupted_or_dropped_frames_are_retried_and_no_pulse_goes_astray(
+        emu, backend, fault, command):
+    rng = np.random.default_rng(1)
+    bench = backend.bench
+    mux = backend.inner.inst.mux
+    devices, polarity, count = random_pulses(bench, rng)
+    if command == "PUL":  # a single pulse goes through a verified direct route
+        devices, polarity, count = devices[:1], polarity[:1], np.ones(1, dtype=int)
+    else:  # consecutive columns make the driver load the table with TBL SCAN
+        devices = bench.array_devices("hidden")[0, :12]
+        polarity, count = np.full(12, SET), np.ones(12, dtype=int)
+    before = (mux.stats.naks, mux.stats.timeouts, mux.stats.corrupt)
+    emu.mcu.inject(fault, command)
+    since = len(emu.pulses)
+    backend.pulse(devices, polarity, count, voltage=1.2)
+    assert not emu.mcu.faults, "the fault was injected"
+    assert (mux.stats.naks, mux.stats.timeouts, mux.stats.corrupt) != before, "and detected"
+    assert delivered(emu, since) == planned(bench, devices, polarity, count, 1.2)
+
+
+def test_a_switch_that_does_not_close_stops_the_pulse(emu, backend):
+    device = backend.bench.array_devices("output")[:1, 0]
+    emu.mcu.inject("stuck_switch")
+    since = len(emu.pulses)
+    try:
+        with pytest.raises((RouteError, MuxCommandError), match="switch"):
+            backend.pulse(device, SET)
+        assert emu.pulses[since:] == [] and emu.model.all_open()
+    finally:
+        emu.mcu.clear_faults()
+
+
+def test_reads_and_mac_match_the_emulated_devices(emu, backend):
+    bench = backend.bench
+    dev = bench.array_devices("output")
+    truth = emu.model.sim.apparent(emu.model.conductance(dev))
+    g = backend.read(dev.ravel()).reshape(dev.shape)
+    np.testing.assert_allclose(g, truth, rtol=0.1)
+    x = (np.random.default_rng(2).random((6, dev.shape[0])) > 0.5).astype(float)
+    x[3] = 0  # an all-zero vector carries no current
+    current = backend.mac("output", x)
+    np.testing.assert_allclose(current, 0.2 * x @ truth, rtol=0.05, atol=1e-9)
+    assert isinstance(backend, Sequencer) and backend.clock.tally.readings > 0
+
+
+def test_close_leaves_outputs_off_and_switches_open(emu, tmp_path):
+    be = make_backend(load_bench(bench_file(emu, tmp_path / "b.toml")))
+    be.pulse(be.bench.array_devices("output")[:1, 0], SET)
+    assert not emu.is_safe(), "the generator output is on after firing"
+    be.close()
+    assert emu.is_safe()
+    be.close()  # idempotent
+
+
+def test_bench_check_reports_and_refuses_wrong_or_missing_instruments(emu, tmp_path, capsys):
+    good = bench_file(emu, tmp_path / "good.toml")
+    assert main(["bench", "check", "--bench", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok ") == 3 and "switch read-back verified on 40 boards" in out
+    assert emu.is_safe()
+    wrong = bench_file(emu, tmp_path / "wrong.toml", smu_model="B2900")
+    assert main(["bench", "check", "--bench", str(wrong)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2450" in err[0] and "B2900" in err[0]
+    missing = bench_file(emu, tmp_path / "missing.toml",
+                         generator_resource="TCPIP::127.0.0.1::1::SOCKET")
+    assert main(["bench", "check", "--bench", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "127.0.0.1::1" in err[0]
+    assert emu.is_safe()
+
+
+def test_bench_file_checks_hardware_sections(tmp_path):
+    raw = tomllib.loads(Path(load_bench().sim.curves).parent.joinpath(
+        "bench-default.toml").read_text())
+    raw["clock"] = {"smu_aperture": -1}
+    with pytest.raises(Exception, match="clock.smu_aperture: must be > 0"):
+        parse_bench(raw, "x.toml")
+    raw["clock"] = {"aperture": 1e-4}
+    with pytest.raises(Exception, match="clock.aperture: unknown key"):
+        parse_bench(raw, "x.toml")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_optdigits(tmp_path_factory.mktemp("tiny"), 12, 10)
+
+
+def test_training_smoke_through_the_drivers(emu, tiny_data, tmp_path, capsys):
+    path = bench_file(emu, tmp_path / "emu.toml")
+    rc = main(["train", "--bench", str(path), "--data", str(tiny_data), "--epochs", "1",
+               "--out", str(tmp_path / "run")])
+    assert rc == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert emu.is_safe()
+    assert len(emu.pulses) > 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, sig):
+    path = bench_file(emu, tmp_path / "emu.toml")
+    start = len(emu.pulses)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data",
+         str(tiny_data), "--epochs", "50", "--out", str(tmp_path / "run")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(emu.pulses) == start and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert len(emu.pulses) > start, "training was pulsing when interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()[-500:]
+    assert emu.is_safe()

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hil.cli import main
+from hil.cmd_train import TrainParams, prepare
+from hil.records import RunStore
+
+
+def _train(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "hil.cli", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, small_data):
+    common = ["--network", "two", "--epochs", "3", "--seed", "5", "--data", str(small_data),
+              "--checkpoint-every", "50"]
+    assert main(["train", *common, "--out", str(tmp_path / "whole")]) == 0
+    proc = _train([*common, "--out", str(tmp_path / "killed")])
+    store_db = tmp_path / "killed" / "run.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill once a mid-epoch checkpoint exists
+        time.sleep(0.05)
+        if store_db.exists():
+            row = RunStore(tmp_path / "killed", create=False).db.execute(
+                "SELECT images FROM checkpoint").fetchone()
+            if row and 300 < row[0] < 850:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert main(["train", "--resume", str(tmp_path / "killed")]) == 0
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert resumed == whole
+    a = RunStore(tmp_path / "whole", create=False)
+    b = RunStore(tmp_path / "killed", create=False)
+    assert np.array_equal(a.snapshot(3, "hidden"), b.snapshot(3, "hidden"))
+
+
+def test_run_records_summary_plots_and_database(tmp_path, small_data):
+    out = tmp_path / "run"
+    assert main(["train", "--network", "single", "--epochs", "2", "--data", str(small_data),
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["network"] == "65-10" and s["epochs"] == 2 and s["seed"] == 0
+    assert len(s["test_accuracy_per_epoch"]) == 2 and 0 <= s["test_accuracy"] <= 1
+    assert s["test_accuracy"] > 0.5  # it learns, even on 300 images
+    assert s["pulses"]["set"] > 0 and s["reads"] > 0
+    assert s["data"] == {"name": "uci-optdigits", "train": 300, "test": 200}
+    for png in ("accuracy.png", "conductance_map.png", "conductance_cdf.png"):
+        assert (out / png).stat().st_size > 1000
+    store = RunStore(out, create=False)
+    ep = store.epochs()
+    assert ep["epoch"].tolist() == [1, 2]
+    assert ep["test_accuracy"].tolist() == s["test_accuracy_per_epoch"]
+    assert store.snapshot(2, "single").shape == (65, 20)
+    assert "[arrays.single]" in store.meta()["bench_file"]
+    assert main(["train", "--out", str(out), "--data", str(small_data)]) == 2  # no overwrite
+
+
+def test_paper_rule_pulses_pairs_in_opposite_directions(small_data):
+    params = TrainParams(network="single", epochs=1, data=str(small_data), update="paper")
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    g0 = trainer.layers[0].g.copy()
+    trainer.run()
+    c = backend.counts
+    assert c.set_pulses == c.reset_pulses > 0  # every update is one SET and one RESET
+    assert not np.array_equal(trainer.layers[0].g, g0)
+
+
+def test_failed_devices_are_placed_and_reported(tmp_path, small_data):
+    params = TrainParams(network="single", epochs=1, data=str(small_data), failures="0.0615:0.5")
+    bench, backend, _ = prepare(params, say=lambda m: None)
+    assert (backend.mode != 0).sum() == round(0.0615 * bench.n_devices)
+    fmap = tmp_path / "faults.csv"
+    fmap.write_text("board,row,col,mode\n1,3,4,stuck_on\n2,12,10,stuck_off\n")
+    _, backend, _ = prepare(TrainParams(network="single", epochs=1, data=str(small_data),
+                                        fault_map=str(fmap)), say=lambda m: None)
+    assert (backend.mode != 0).sum() == 2
+
+
+@pytest.mark.parametrize("args", [["--failures", "2"], ["--epochs", "0"],
+                                  ["--fault-map", "/nonexistent.csv"], ["--resume", "/nope"]])
+def test_bad_options_are_one_line_errors(tmp_path, small_data, capsys, args):
+    rc = main(["train", "--network", "single", "--data", str(small_data),
+               "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("hil: error:")
+
+
+def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = _train(["--network", "single", "--epochs", "50", "--data", str(small_data),
+                   "--checkpoint-every", "20", "--out", str(out)], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "run.sqlite").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"Traceback" not in err
+    assert RunStore(out, create=False).load_checkpoint() is not None
