@@ -13,7 +13,7 @@ still has a bench clock for ``hil train --dry-run``.
     smu_model = "2450"                  # or "B2900"
     smu_resource = "TCPIP::192.168.1.21::5025::SOCKET"
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
-    mcu_baud = 921600
+    mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
     timeout = 2.0                       # s, per instrument exchange
 
 ``[clock]`` holds the durations the bench clock adds up (seconds); ``[sequencer]`` how operations
@@ -52,13 +52,14 @@ INSTRUMENTS_SCHEMA: Schema = {
     "smu_model": (str, _choice(*SMU_MODELS), "2450"),
     "smu_resource": (str, None, ""),
     "mcu_port": (str, None, ""),
-    "mcu_baud": (int, _pos, 921600),
+    "mcu_baud": (int, _pos, 115200),
     "timeout": (_NUM, _pos, 2.0),
 }
 
 CLOCK_SCHEMA: Schema = {
     "scpi_round_trip": (_NUM, _non_negative, 1e-3),
-    "mcu_round_trip": (_NUM, _non_negative, 1e-3),
+    "mcu_round_trip": (_NUM, _non_negative, 0.5e-3),
+    "mcu_baud": (int, _pos, 12_000_000),
     "mux_settling": (_NUM, _non_negative, 20e-6),
     "smu_aperture": (_NUM, _pos, 200e-6),
     "pulse_gap": (_NUM, _non_negative, 1e-6),
@@ -92,16 +93,18 @@ class InstrumentsConfig:
 
 @dataclass(frozen=True)
 class ClockSettings:
-    """Modelled durations (s): a SCPI command or query exchange on the LAN, one MCU frame
-    exchange over USB serial (plus its bytes at the baud rate), switch settling before a
-    pulse or a read, one SMU reading, and the idle gap between the pulses of a burst."""
+    """Modelled durations (s): a SCPI query exchange on the LAN (a write costs a tenth of
+    it), one MCU frame exchange (plus its bytes at ``mcu_baud``: the UART rate of a USB-serial
+    bridge, or about 12e6 for a USB CDC device, which ignores the configured baud), switch
+    settling before a pulse or a read, one SMU reading, and the idle gap between the pulses of
+    a burst."""
 
     scpi_round_trip: float
     mcu_round_trip: float
+    mcu_baud: int
     mux_settling: float
     smu_aperture: float
     pulse_gap: float
-    baud: int
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,7 @@ def instruments_config(bench: Bench) -> InstrumentsConfig:
 
 
 def clock_settings(bench: Bench) -> ClockSettings:
-    return _build(ClockSettings, {**_section(bench, "clock"),
-                                  "baud": instruments_config(bench).mcu_baud})
+    return _build(ClockSettings, _section(bench, "clock"))
 
 
 def sequencer_settings(bench: Bench) -> SequencerSettings:
