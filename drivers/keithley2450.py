@@ -30,6 +30,21 @@ class Keithley2450(SourceMeter):
     LIST_RUN = (":SOUR:SWE:VOLT:LIST 1, {delay}", ":INIT", "*WAI")
     LIST_FETCH = ':TRAC:DATA? 1, {n}, "defbuffer1", READ'
     LIST_END = ()
+    # the built-in list sweep raises no event per point; this trigger model (manual 3-95 ff.)
+    # is the same sweep with a notify block after each measurement
+    LIST_RUN_TRIGGERED = (
+        ':TRIG:LOAD "Empty"',
+        ':TRIG:BLOC:CONF:RECA 1, "VoltCustomSweepList"',
+        ":TRIG:BLOC:DEL:CONS 2, {delay}",
+        ":TRIG:BLOC:MEAS 3",
+        ":TRIG:BLOC:NOT 4, 1",
+        ':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"',
+        ":TRIG:BLOC:BRAN:COUN 6, {n}, 2",
+        ":INIT",
+        "*WAI",
+    )
+    TRIGGER_LINES = range(1, 7)
+    TRIGGER_OUT = (":DIG:LINE{line}:MODE TRIG, OUT", ":TRIG:DIG{line}:OUT:STIM NOT1")
 
     source_voltage = Control(":SOUR:VOLT?", ":SOUR:VOLT {}", "Source level, V.", validators=(
         in_range(-210, 210, "V"), within_limit("max_voltage", "source voltage", "V")))

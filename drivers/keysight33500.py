@@ -17,6 +17,7 @@ class Keysight33500B(PulseGenerator):
     MIN_WIDTH, MAX_WIDTH = 16e-9, 1e6
     MIN_EDGE, MAX_EDGE = 8.4e-9, 1e-6
     MAX_LEVEL = 10.0  # V into high impedance
+    DEFAULT_PERIOD = 1e-3  # *RST: 1 kHz
     HIGH_Z = "INF"
     SETUP = (
         "SOUR{ch}:FUNC PULS",

@@ -17,6 +17,7 @@ class Keysight81160A(PulseGenerator):
     MIN_WIDTH, MAX_WIDTH = 1.5e-9, 1e6
     MIN_EDGE, MAX_EDGE = 1e-9, 1e3
     MAX_LEVEL = 10.0  # V into high impedance
+    DEFAULT_PERIOD = 1e-6  # *RST: 1 MHz
     HIGH_Z = "1000000"
     SETUP = (
         ":FUNC{ch} PULS",

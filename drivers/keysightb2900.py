@@ -33,6 +33,8 @@ class KeysightB2900(SourceMeter):
     )
     LIST_FETCH = ":FETC:ARR:CURR? (@{ch})"
     LIST_END = (":SOUR{ch}:VOLT:MODE FIX",)
+    TRIGGER_LINES = range(1, 15)
+    TRIGGER_OUT = (":TRIG{ch}:ACQ:TOUT:SIGN EXT{line}", ":TRIG{ch}:ACQ:TOUT ON")
 
     source_voltage = Control(":SOUR{ch}:VOLT?", ":SOUR{ch}:VOLT {}", "Source level, V.",
                              validators=(in_range(-210, 210, "V"),

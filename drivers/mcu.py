@@ -413,7 +413,13 @@ class MuxController:
         raise :class:`RouteError`. Returns the route, now the verified one."""
         self._verified = None
         self._table = None
-        self.transact(route.text)
+        try:
+            self.transact(route.text)
+        except MuxCommandError as exc:
+            if exc.code != 7:
+                raise
+            raise RouteError(self.name, f"MCU found its switch read-back wrong for "
+                             f"{route.text!r} (ERR 7); switches opened") from exc
         found, expected = self.state(), route.switch_state()
         if found != expected:
             self._force_open()
@@ -480,6 +486,7 @@ class MuxController:
 
     def trigger(self) -> None:
         """Software trigger (same as an edge on TRIG IN)."""
+        self._verified = None
         self.transact("TRG")
 
     def table_status(self) -> TableStatus:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drivers.errors import LoadError
+from drivers.errors import LimitError, LoadError
 from drivers.scpi import Control, SCPIInstrument, at_least_limit, in_range, within_limit
 
 HIGH_Z_OHMS = 1e6  # a load setting at least this high makes the doubling error negligible
@@ -69,6 +69,7 @@ class PulseGenerator(SCPIInstrument):
     MIN_EDGE: ClassVar[float]
     MAX_EDGE: ClassVar[float]
     MAX_LEVEL: ClassVar[float]
+    DEFAULT_PERIOD: ClassVar[float]  # pulse period after *RST
     HIGH_Z: ClassVar[str]  # what to write to select a high-impedance load
     SETUP: ClassVar[tuple[str, ...]]  # pulse function, one-shot burst on bus trigger
 
@@ -135,9 +136,16 @@ class PulseGenerator(SCPIInstrument):
         levels = [("high", top), ("low", bottom)]
         if shape.voltage < 0:
             levels.reverse()
-        settings = [("polarity", "INV" if shape.voltage < 0 else "NORM"), *levels,
-                    ("period", shape.period), ("width", shape.width), ("edge", shape.edge),
-                    ("burst_count", shape.count)]
+        if shape.period < shape.width + 2 * shape.edge:
+            raise LimitError(self.name, f"period {shape.period:g} s shorter than width plus "
+                             f"edges {shape.width + 2 * shape.edge:g} s")
+        # period and width in an order that never has width > period on the way
+        timing = [("period", shape.period), ("width", shape.width)]
+        previous = self.DEFAULT_PERIOD if self._shape is None else self._shape.period
+        if shape.period < previous:
+            timing.reverse()
+        settings = [("polarity", "INV" if shape.voltage < 0 else "NORM"), *levels, *timing,
+                    ("edge", shape.edge), ("burst_count", shape.count)]
         commands = [self.command_for(name, value) for name, value in settings]
         if not self._high_z:
             self.ensure_high_z()

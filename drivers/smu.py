@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from drivers.errors import LimitError
+from drivers.errors import InstrumentError, LimitError
 from drivers.scpi import SCPIInstrument, format_number
 
 
@@ -43,12 +43,17 @@ class SourceMeter(SCPIInstrument):
     LIST_CHUNK: ClassVar[int] = 100  # values per command
     MAX_LIST: ClassVar[int]
     LIST_RUN: ClassVar[tuple[str, ...]]  # start the sweep and wait for it
+    LIST_RUN_TRIGGERED: ClassVar[tuple[str, ...] | None] = None  # same, pulsing the trigger
+    # output after every measurement, when the plain sweep cannot (None: LIST_RUN does)
+    TRIGGER_OUT: ClassVar[tuple[str, ...]]  # route a pulse per measurement to line {line}
+    TRIGGER_LINES: ClassVar[range]  # digital lines that can carry it
     LIST_FETCH: ClassVar[str]  # one query returning every reading
     LIST_END: ClassVar[tuple[str, ...]]  # back to spot mode
 
     def __init__(self, resource: Any, *, limits: SourceLimits, **kwargs: Any) -> None:
         super().__init__(resource, limits=limits, **kwargs)
         self._nplc = 1.0
+        self.trigger_line: int | None = None
 
     def setup(
         self,
@@ -58,20 +63,32 @@ class SourceMeter(SCPIInstrument):
         current_range: float,
         nplc: float,
         voltage_range: float = 2.0,
+        trigger_out: int | None = None,
     ) -> None:
         """Reset and configure a fixed-range voltage source / current measurement, output off.
-        All values are checked before the first byte."""
+        All values are checked before the first byte.
+
+        ``trigger_out``: a digital line that pulses after every measurement of a list sweep;
+        wired to the MCU's TRIG IN it steps the MCU's route table in step with the sweep, so a
+        batch of MAC reads needs no serial round trip per read."""
         settings = [("voltage_range", voltage_range), ("current_limit", current_limit),
                     ("current_range", current_range), ("nplc", nplc),
                     ("source_voltage", voltage)]
         commands = [self.command_for(name, value) for name, value in settings]
+        if trigger_out is not None and trigger_out not in self.TRIGGER_LINES:
+            raise LimitError(self.name, f"no digital line {trigger_out} (lines "
+                             f"{self.TRIGGER_LINES.start}-{self.TRIGGER_LINES.stop - 1})")
         self.reset()
         with self.configuring():
             for command in self.SETUP:
                 self.write(self.expand(command))
             for command in commands:
                 self.write(command)
+            if trigger_out is not None:
+                for command in self.TRIGGER_OUT:
+                    self.write(self._fill(command, {"line": str(int(trigger_out))}))
         self._nplc = nplc
+        self.trigger_line = trigger_out
 
     def output_on(self) -> None:
         with self.configuring():
@@ -106,7 +123,10 @@ class SourceMeter(SCPIInstrument):
             self.write(self.expand(self.LIST_LOAD).format(chunks[0]))
             for chunk in chunks[1:]:
                 self.write(self.expand(self.LIST_APPEND).format(chunk))
-            for command in self.LIST_RUN:
+            run = self.LIST_RUN
+            if self.trigger_line is not None and self.LIST_RUN_TRIGGERED is not None:
+                run = self.LIST_RUN_TRIGGERED
+            for command in run:
                 self.write(self._fill(command, fill))
             sweep_s = n * (delay + self._nplc / 50.0 + 1e-3)  # 50 Hz: the slower line
             self.resource.timeout = (self.timeout + sweep_s) * 1000.0
@@ -117,7 +137,7 @@ class SourceMeter(SCPIInstrument):
             for command in self.LIST_END:
                 self.write(self._fill(command, fill))
         if currents.size != n:
-            raise LimitError(self.name, f"fetched {currents.size} readings, expected {n}")
+            raise InstrumentError(self.name, f"fetched {currents.size} readings, expected {n}")
         return currents
 
     def _fill(self, command: str, fill: dict[str, str]) -> str:

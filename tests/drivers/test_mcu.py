@@ -206,6 +206,12 @@ def test_read_back_mismatch_opens_and_blocks_firing(mcu_link) -> None:
         mcu.assert_route(Route.cell(3, 2, 5))
 
 
+def test_firmware_switch_fault_is_a_route_error(mcu_link) -> None:
+    mcu = mcu_link([x(1, "PUL 3:5:002", "ERR 7 switch")])
+    with pytest.raises(RouteError, match="ERR 7"):
+        mcu.select_cell(3, 2, 5)
+
+
 def test_table_load_verify_arm_and_finish(mcu_link) -> None:
     routes = [Route.mac([(1, c, 0x00F)]) for c in range(1, 6)] + [Route.cell(2, 3, 4)]
     crc = f"{table_crc(routes):04X}"

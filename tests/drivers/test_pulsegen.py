@@ -21,9 +21,9 @@ SETUP_33500 = [
     ("SOUR1:FUNC PULS", None), ("SOUR1:BURS:MODE TRIG", None), ("SOUR1:BURS:NCYC 1", None),
     ("SOUR1:BURS:STAT ON", None), ("TRIG1:SOUR BUS", None), ("OUTP1 OFF", None), NO_ERROR,
 ]
-SET_33500 = [
+SET_33500 = [  # period shrinks from the 1 ms default: width first
     ("OUTP1:POL NORM", None), ("SOUR1:VOLT:HIGH 1.8", None), ("SOUR1:VOLT:LOW 0", None),
-    ("SOUR1:FUNC:PULS:PER 2.0168e-06", None), ("SOUR1:FUNC:PULS:WIDT 1e-06", None),
+    ("SOUR1:FUNC:PULS:WIDT 1e-06", None), ("SOUR1:FUNC:PULS:PER 2.0168e-06", None),
     ("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), ("SOUR1:BURS:NCYC 1", None), NO_ERROR,
 ]
 FIRE_33500 = [("OUTP1 ON", None), NO_ERROR, ("*TRG", None), ("*OPC?", "1")]
@@ -57,7 +57,7 @@ def test_81160_uses_its_own_commands_and_1_mohm_load() -> None:
         (":FUNC1 PULS", None), (":PULS:HOLD1 WIDT", None), (":ARM:SOUR1 MAN", None),
         (":TRIG1:COUN 1", None), (":OUTP1 OFF", None), NO_ERROR,
         (":OUTP1:POL INV", None), (":VOLT1:LOW -1.5", None), (":VOLT1:HIGH 0", None),
-        (":PULS:PER1 1.02e-07", None), (":PULS:WIDT1 5e-08", None),
+        (":PULS:WIDT1 5e-08", None), (":PULS:PER1 1.02e-07", None),
         (":FUNC1:PULS:TRAN 1e-09", None), (":TRIG1:COUN 2", None), NO_ERROR,
         (":OUTP1 ON", None), NO_ERROR, ("*TRG", None), ("*OPC?", "1"),
         (":OUTP1 OFF", None), NO_ERROR,
@@ -67,6 +67,23 @@ def test_81160_uses_its_own_commands_and_1_mohm_load() -> None:
         awg.configure_pulse(-1.5, 5e-8, count=2)
         awg.fire()
         awg.output_off()
+
+
+def test_width_and_period_never_cross_on_the_way() -> None:
+    """Growing: period before width; shrinking: width before period."""
+    wide = [("SOUR1:FUNC:PULS:PER 0.0002000168", None), ("SOUR1:FUNC:PULS:WIDT 0.0001", None)]
+    narrow = [("SOUR1:FUNC:PULS:WIDT 1e-06", None), ("SOUR1:FUNC:PULS:PER 2.0168e-06", None)]
+    tail = [("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), ("SOUR1:BURS:NCYC 1", None), NO_ERROR]
+    levels = SET_33500[:3]
+    conversation = [IDN_33500, *SETUP_33500, *SET_33500, *levels, *wide, *tail,
+                    *levels, *narrow, *tail]
+    with expected_protocol(Keysight33500B, conversation, limits=LIMITS) as awg:
+        awg.setup()
+        awg.configure_pulse(1.8, 1e-6)
+        awg.configure_pulse(1.8, 1e-4)
+        awg.configure_pulse(1.8, 1e-6)
+        with pytest.raises(LimitError, match="shorter than width plus edges"):
+            awg.configure_pulse(1.8, 1e-6, period=1e-6)
 
 
 def test_load_not_high_z_blocks_every_level() -> None:

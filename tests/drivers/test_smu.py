@@ -120,3 +120,42 @@ def test_model_named_by_bench_file_must_match() -> None:
         pass
     with expected_protocol(KeysightB2900, IDN_B2900, limits=LIMITS, model="b2912a"):
         pass
+
+
+def test_2450_list_with_trigger_out_uses_notify_trigger_model() -> None:
+    conversation = [
+        *IDN_2450, *RESET,
+        (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None),
+        (":SENS:CURR:RANG:AUTO OFF", None), (":SENS:CURR:AZER OFF", None),
+        (":SOUR:VOLT:RANG 2", None), (":SOUR:VOLT:ILIM 0.001", None),
+        (":SENS:CURR:RANG 0.0001", None), (":SENS:CURR:NPLC 0.01", None),
+        (":SOUR:VOLT 0.2", None),
+        (":DIG:LINE3:MODE TRIG, OUT", None), (":TRIG:DIG3:OUT:STIM NOT1", None), NO_ERROR,
+        (':TRAC:CLE "defbuffer1"', None), (":SOUR:LIST:VOLT 0.2,0.2", None),
+        (':TRIG:LOAD "Empty"', None),
+        (':TRIG:BLOC:CONF:RECA 1, "VoltCustomSweepList"', None),
+        (":TRIG:BLOC:DEL:CONS 2, 5e-05", None), (":TRIG:BLOC:MEAS 3", None),
+        (":TRIG:BLOC:NOT 4, 1", None),
+        (':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"', None),
+        (":TRIG:BLOC:BRAN:COUN 6, 2, 2", None), (":INIT", None), ("*WAI", None),
+        (':TRAC:DATA? 1, 2, "defbuffer1", READ', "1e-05,2e-05"), NO_ERROR,
+    ]
+    with expected_protocol(Keithley2450, conversation, limits=LIMITS) as smu:
+        smu.setup(**SETUP, trigger_out=3)
+        np.testing.assert_allclose(smu.run_list([0.2, 0.2], delay=5e-5), [1e-5, 2e-5])
+
+
+def test_b2900_trigger_out_is_a_setting() -> None:
+    conversation = [
+        *IDN_B2900, *RESET,
+        (":SOUR1:FUNC:MODE VOLT", None), (":SOUR1:VOLT:MODE FIX", None),
+        (':SENS1:FUNC "CURR"', None), (":SENS1:CURR:RANG:AUTO OFF", None),
+        (":SOUR1:VOLT:RANG 2", None), (":SENS1:CURR:PROT 0.001", None),
+        (":SENS1:CURR:RANG 0.0001", None), (":SENS1:CURR:NPLC 0.01", None),
+        (":SOUR1:VOLT 0.2", None),
+        (":TRIG1:ACQ:TOUT:SIGN EXT2", None), (":TRIG1:ACQ:TOUT ON", None), NO_ERROR,
+    ]
+    with expected_protocol(KeysightB2900, conversation, limits=LIMITS) as smu:
+        smu.setup(**SETUP, trigger_out=2)
+        with pytest.raises(LimitError, match="no digital line 15"):
+            smu.setup(**SETUP, trigger_out=15)
