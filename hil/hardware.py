@@ -12,6 +12,7 @@ still has a bench clock for ``hil train --dry-run``.
     generator_resource = "TCPIP::192.168.1.20::5025::SOCKET"
     smu_model = "2450"                  # or "B2900"
     smu_resource = "TCPIP::192.168.1.21::5025::SOCKET"
+    smu_trigger_line = 1                # digital output wired to the MCU's TRIG IN
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
     mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
     timeout = 2.0                       # s, per instrument exchange
@@ -25,10 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from drivers import PULSE_GENERATORS, SOURCE_METERS
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
 
-GENERATOR_MODELS = ("33500B", "81160A")
-SMU_MODELS = ("2450", "B2900")
+GENERATOR_MODELS = tuple(PULSE_GENERATORS)
+SMU_MODELS = tuple(SOURCE_METERS)
 
 _NUM = (int, float)
 
@@ -51,6 +53,7 @@ INSTRUMENTS_SCHEMA: Schema = {
     "generator_channel": (int, lambda v: None if v in (1, 2) else "must be 1 or 2", 1),
     "smu_model": (str, _choice(*SMU_MODELS), "2450"),
     "smu_resource": (str, None, ""),
+    "smu_trigger_line": (int, _pos, 1),
     "mcu_port": (str, None, ""),
     "mcu_baud": (int, _pos, 115200),
     "timeout": (_NUM, _pos, 2.0),
@@ -86,6 +89,7 @@ class InstrumentsConfig:
     generator_channel: int
     smu_model: str
     smu_resource: str
+    smu_trigger_line: int
     mcu_port: str
     mcu_baud: int
     timeout: float
