@@ -96,7 +96,7 @@ def _ranges(text: str, lo: int, hi: int, what: str, flag: str) -> list[int]:
 def parse_boards(text: str | None, bench: Bench) -> list[int]:
     if text is None:
         return list(bench.board_ids)
-    ids = _ranges(text, 1, max(bench.board_ids), "board", "--boards")
+    ids = _ranges(text, 1, 10**9, "board", "--boards")
     missing = sorted(set(ids) - set(bench.board_ids))
     if missing:
         raise HilError(f"--boards: board {missing[0]} is not on bench {bench.name}")
@@ -251,7 +251,7 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
 
 
 def _show(df: pd.DataFrame, empty: str) -> None:
-    print(empty if df.empty else df.fillna("").to_string(index=False))
+    print(empty if df.empty else df.astype(object).where(df.notna(), "").to_string(index=False))
 
 
 def run_replace(args: argparse.Namespace) -> int:
