@@ -34,7 +34,7 @@ class Keithley2450(SourceMeter):
     # is the same sweep with a notify block after each measurement
     LIST_RUN_TRIGGERED = (
         ':TRIG:LOAD "Empty"',
-        ':TRIG:BLOC:CONF:RECA 1, "VoltCustomSweepList"',
+        ':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"',
         ":TRIG:BLOC:DEL:CONS 2, {delay}",
         ":TRIG:BLOC:MEAS 3",
         ":TRIG:BLOC:NOT 4, 1",

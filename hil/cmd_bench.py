@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
 from drivers.mcu import MuxController, Route
 from drivers.pulsegen import PulseLimits
@@ -18,7 +19,7 @@ from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
 from hil.hardware import GENERATOR_MODELS, SMU_MODELS, clock_settings, instruments_config
-from hil.instruments import GENERATORS, SMUS, current_range
+from hil.instruments import current_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,8 +103,9 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
             problems.append(str(exc))
 
     def generator() -> str:
-        gen = GENERATORS[cfg.generator_model].open(
-            cfg.generator_resource, timeout=cfg.timeout, channel=cfg.generator_channel,
+        gen = PULSE_GENERATORS[cfg.generator_model].open(
+            cfg.generator_resource, model=cfg.generator_model, timeout=cfg.timeout,
+            channel=cfg.generator_channel,
             limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width, lim.max_pulse_width))
         try:
             gen.setup()  # reset, high-impedance load verified, output off, errors drained
@@ -113,13 +115,14 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
         return f"{_idn(gen.identity)}; load high-Z verified; output {'ON' if on else 'off'}"
 
     def smu() -> str:
-        inst = SMUS[cfg.smu_model].open(
-            cfg.smu_resource, timeout=cfg.timeout,
+        inst = SOURCE_METERS[cfg.smu_model].open(
+            cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
             limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
         try:
             inst.setup(voltage=bench.pulses.read_voltage, current_limit=lim.current_compliance,
                        current_range=current_range(lim.current_compliance),
-                       nplc=max(0.01, clock_settings(bench).smu_aperture * 50))
+                       nplc=max(0.01, clock_settings(bench).smu_aperture * 50),
+                       trigger_out=cfg.smu_trigger_line)
             on = inst.output
         finally:
             inst.close()

@@ -12,8 +12,9 @@ still has a bench clock for ``hil train --dry-run``.
     generator_resource = "TCPIP::192.168.1.20::5025::SOCKET"
     smu_model = "2450"                  # or "B2900"
     smu_resource = "TCPIP::192.168.1.21::5025::SOCKET"
+    smu_trigger_line = 1                # digital output wired to the MCU's TRIG IN
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
-    mcu_baud = 921600
+    mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
     timeout = 2.0                       # s, per instrument exchange
 
 ``[clock]`` holds the durations the bench clock adds up (seconds); ``[sequencer]`` how operations
@@ -25,10 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from drivers import PULSE_GENERATORS, SOURCE_METERS
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
 
-GENERATOR_MODELS = ("33500B", "81160A")
-SMU_MODELS = ("2450", "B2900")
+GENERATOR_MODELS = tuple(PULSE_GENERATORS)
+SMU_MODELS = tuple(SOURCE_METERS)
 
 _NUM = (int, float)
 
@@ -51,14 +53,16 @@ INSTRUMENTS_SCHEMA: Schema = {
     "generator_channel": (int, lambda v: None if v in (1, 2) else "must be 1 or 2", 1),
     "smu_model": (str, _choice(*SMU_MODELS), "2450"),
     "smu_resource": (str, None, ""),
+    "smu_trigger_line": (int, _pos, 1),
     "mcu_port": (str, None, ""),
-    "mcu_baud": (int, _pos, 921600),
+    "mcu_baud": (int, _pos, 115200),
     "timeout": (_NUM, _pos, 2.0),
 }
 
 CLOCK_SCHEMA: Schema = {
     "scpi_round_trip": (_NUM, _non_negative, 1e-3),
-    "mcu_round_trip": (_NUM, _non_negative, 1e-3),
+    "mcu_round_trip": (_NUM, _non_negative, 0.5e-3),
+    "mcu_baud": (int, _pos, 12_000_000),
     "mux_settling": (_NUM, _non_negative, 20e-6),
     "smu_aperture": (_NUM, _pos, 200e-6),
     "pulse_gap": (_NUM, _non_negative, 1e-6),
@@ -85,6 +89,7 @@ class InstrumentsConfig:
     generator_channel: int
     smu_model: str
     smu_resource: str
+    smu_trigger_line: int
     mcu_port: str
     mcu_baud: int
     timeout: float
@@ -92,16 +97,18 @@ class InstrumentsConfig:
 
 @dataclass(frozen=True)
 class ClockSettings:
-    """Modelled durations (s): a SCPI command or query exchange on the LAN, one MCU frame
-    exchange over USB serial (plus its bytes at the baud rate), switch settling before a
-    pulse or a read, one SMU reading, and the idle gap between the pulses of a burst."""
+    """Modelled durations (s): a SCPI query exchange on the LAN (a write costs a tenth of
+    it), one MCU frame exchange (plus its bytes at ``mcu_baud``: the UART rate of a USB-serial
+    bridge, or about 12e6 for a USB CDC device, which ignores the configured baud), switch
+    settling before a pulse or a read, one SMU reading, and the idle gap between the pulses of
+    a burst."""
 
     scpi_round_trip: float
     mcu_round_trip: float
+    mcu_baud: int
     mux_settling: float
     smu_aperture: float
     pulse_gap: float
-    baud: int
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,7 @@ def instruments_config(bench: Bench) -> InstrumentsConfig:
 
 
 def clock_settings(bench: Bench) -> ClockSettings:
-    return _build(ClockSettings, {**_section(bench, "clock"),
-                                  "baud": instruments_config(bench).mcu_baud})
+    return _build(ClockSettings, _section(bench, "clock"))
 
 
 def sequencer_settings(bench: Bench) -> SequencerSettings:

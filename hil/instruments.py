@@ -20,21 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
-from drivers.keithley2450 import Keithley2450
-from drivers.keysight33500 import Keysight33500B
-from drivers.keysight81160 import Keysight81160A
-from drivers.keysightb2900 import KeysightB2900
 from drivers.mcu import MuxController, Route
-from drivers.pulsegen import PulseGenerator, PulseLimits
-from drivers.smu import SourceLimits, SourceMeter
+from drivers.pulsegen import PulseLimits
+from drivers.smu import SourceLimits
 from hil.backend import Backend
 from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.hardware import clock_settings, instruments_config
 from hil.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
 
-GENERATORS: dict[str, type[PulseGenerator]] = {"33500B": Keysight33500B, "81160A": Keysight81160A}
-SMUS: dict[str, type[SourceMeter]] = {"2450": Keithley2450, "B2900": KeysightB2900}
 OVERFLOW = 9e37  # SCPI "over range" readings are 9.9E37
 
 
@@ -56,13 +51,14 @@ class Instruments:
 
                 raise BenchFileError(bench.path, f"instruments.{key}", "missing")
         with contextlib.ExitStack() as stack:
-            self.generator = GENERATORS[cfg.generator_model].open(
-                cfg.generator_resource, timeout=cfg.timeout, channel=cfg.generator_channel,
+            self.generator = PULSE_GENERATORS[cfg.generator_model].open(
+                cfg.generator_resource, model=cfg.generator_model, timeout=cfg.timeout,
+                channel=cfg.generator_channel,
                 limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width,
                                    lim.max_pulse_width))
             stack.callback(self.generator.close)
-            self.smu = SMUS[cfg.smu_model].open(
-                cfg.smu_resource, timeout=cfg.timeout,
+            self.smu = SOURCE_METERS[cfg.smu_model].open(
+                cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
                 limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
             stack.callback(self.smu.close)
             self.mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}",
@@ -95,6 +91,7 @@ class InstrumentBackend(Backend):
         super().__init__(bench)
         self.clock = clock_settings(bench)
         self.inst = Instruments(bench)
+        trigger_line = instruments_config(bench).smu_trigger_line
         self._closed = False
         try:
             p = bench.pulses
@@ -102,7 +99,8 @@ class InstrumentBackend(Backend):
             self.inst.smu.setup(voltage=p.read_voltage,
                                 current_limit=bench.limits.current_compliance,
                                 current_range=current_range(bench.limits.current_compliance),
-                                nplc=max(0.01, self.clock.smu_aperture * 50))
+                                nplc=max(0.01, self.clock.smu_aperture * 50),
+                                trigger_out=trigger_line)
             self.inst.smu.output_on()
             self.inst.mux.open_all()
         except BaseException:

@@ -112,7 +112,7 @@ class BenchClock:
         t.mcu_frames += frames
         t.mcu_bytes += nbytes
         return (queries * c.scpi_round_trip + writes * c.scpi_round_trip * 0.1
-                + frames * c.mcu_round_trip + nbytes * 10.0 / c.baud)
+                + frames * c.mcu_round_trip + nbytes * 10.0 / c.mcu_baud)
 
     def _mcu(self, points: int, data_bytes: int, data_frames: int, groups: int) -> tuple[int, int]:
         """Frames and bytes to put ``points`` routes in place: one verified route, or a table

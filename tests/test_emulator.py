@@ -139,27 +139,38 @@ def test_smu_reads_connected_cells_with_compliance_and_range(model, cls):
     assert smu.handle(":OUTP1?") == "0"
 
 
-def test_list_sweeps_step_the_mcu_table_one_route_per_reading(model):
+def test_list_sweeps_step_the_mcu_table_only_with_trigger_output(model):
     mcu = McuEmulator(model)
     devs = [model.bench.devices([1], [r], [4])[0] for r in (1, 2, 3)]
     for i, text in enumerate(["MAC 1:4:001", "MAC 1:4:002", "MAC 1:4:004"]):
         mcu.execute(f"TBL SET {i} {text}")
     expected = 0.2e-6 * model.sim.apparent(model.conductance(devs))
-    for smu, begin, run, fetch in [
-        (Keithley2450(model), ":SOUR:LIST:VOLT 0.2,0.2,0.2", [":SOUR:SWE:VOLT:LIST 1, 0",
-                                                             ":INIT"],
-         ':TRAC:DATA? 1, 3, "defbuffer1", READ'),
-        (KeysightB2900(model), ":SOUR1:LIST:VOLT 0.2,0.2,0.2", [":SOUR1:VOLT:MODE LIST",
-                                                               ":TRIG1:COUN 3", ":INIT (@1)"],
-         ":FETC:ARR:CURR? (@1)"),
-    ]:
-        ask(smu, ":OUTP1 ON", ":SENS1:CURR:PROT 1e-3", begin, *run[:-1])
+    k2450 = (Keithley2450(model), [":SOUR:LIST:VOLT 0.2,0.2,0.2", ":DIG:LINE1:MODE TRIG, OUT",
+                                   ":TRIG:DIG1:OUT:STIM NOT1", ':TRIG:LOAD "Empty"',
+                                   ':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"',
+                                   ":TRIG:BLOC:DEL:CONS 2, 0", ":TRIG:BLOC:MEAS 3",
+                                   ":TRIG:BLOC:NOT 4, 1",
+                                   ':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"',
+                                   ":TRIG:BLOC:BRAN:COUN 6, 3, 2"], ":INIT",
+             ':TRAC:DATA? 1, 3, "defbuffer1", READ')
+    b2900 = (KeysightB2900(model), [":SOUR1:LIST:VOLT 0.2,0.2,0.2", ":SOUR1:VOLT:MODE LIST",
+                                    ":TRIG1:COUN 3", ":TRIG1:ACQ:TOUT:SIGN EXT1",
+                                    ":TRIG1:ACQ:TOUT ON"], ":INIT (@1)", ":FETC:ARR:CURR? (@1)")
+    for smu, setup, run, fetch in (k2450, b2900):
+        ask(smu, ":OUTP1 ON", *setup)
         mcu.execute("TBL ARM")
-        smu.handle(run[-1])
+        smu.handle(run)
         values = np.array([float(v) for v in smu.handle(fetch).split(",")])
         np.testing.assert_allclose(values, expected, rtol=0.1)
         assert mcu.execute("TBL STAT") == "state=done pos=3 len=3"
         assert model.all_open()
+        assert smu.handle(":SYST:ERR?").split(",")[0] in ("0", "+0")
+    # the 2450's built-in list sweep raises no event per point: the table stays on entry 0
+    smu = Keithley2450(model)
+    ask(smu, ":OUTP ON", ":SOUR:LIST:VOLT 0.2,0.2,0.2", ":SOUR:SWE:VOLT:LIST 1, 0")
+    mcu.execute("TBL ARM")
+    smu.handle(":INIT")
+    assert mcu.execute("TBL STAT") == "state=armed pos=0 len=3"
 
 
 # ---- MCU ------------------------------------------------------------------------------------

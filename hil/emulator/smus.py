@@ -4,8 +4,10 @@ The SMU forces its source level on the source bus and measures the current the m
 into the measure bus (:meth:`BenchModel.current`). Real behaviour that matters for the suite:
 current compliance clips the reading; a fixed measure range overflows (``9.9E37``) above 105 %
 of range; output off measures nothing; ``*RST`` turns the output off. List sweeps store their
-readings in a buffer fetched in one query, and each sweep point emits a trigger on the line
-wired to the MCU's TRIG IN, after the reading (so table mode steps one route per reading).
+readings in a buffer fetched in one query. A sweep whose trigger output is configured (2450:
+a trigger model with a notify block routed to a digital line in trigger-out mode; B2900:
+``:TRIG:ACQ:TOUT ON``) pulses the line wired to the MCU's TRIG IN after each reading, so table
+mode steps one route per reading; without it the MCU table does not move, as on the bench.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class SmuState:
     sweep_start: int = 1
     sweep_count: int = 0  # 2450: repetitions of the configured list sweep (0 = none armed)
     points: int = 1  # B2900: trigger count
+    trigger_out: bool = False  # B2900: a trigger out per acquisition (ACQ:TOUT)
+    lines: dict[int, str] = field(default_factory=dict)  # 2450 digital line modes
+    stimulus: dict[int, str] = field(default_factory=dict)  # 2450 line -> event it outputs
+    blocks: dict[int, tuple[str, list[str]]] = field(default_factory=dict)  # 2450 trigger model
     readings: list[tuple[float, float]] = field(default_factory=list)  # (current, source)
 
 
@@ -56,13 +62,15 @@ class Smu(ScpiInstrument):
             return OVERFLOW
         return current
 
-    def run_points(self, levels: list[float]) -> None:
-        """A list sweep: one reading per level into the buffer, a trigger out after each."""
+    def run_points(self, levels: list[float], emit: bool) -> None:
+        """A list sweep: one reading per level into the buffer, and with ``emit`` a pulse on
+        the trigger line (wired to the MCU's TRIG IN) after each."""
         s = self.state
         for v in levels:
             s.level = v
             s.readings.append((self.reading(v), v))
-            self.model.trigger()
+            if emit:
+                self.model.trigger()
 
     # ---- shared setters ----------------------------------------------------------------------
 
@@ -179,15 +187,56 @@ class Keithley2450(Smu):
         a(":TRACe:ACTual:END?", lambda args, sfx: str(len(self.state.readings)))
         a(":TRACe:DATA?", self.trace_data)
         a(":FORMat[:DATA]", lambda args, sfx: _ascii(_one(args)))
-        a(":DIGital:LINE#:MODE", lambda args, sfx: None)
-        a(":TRIGger:DIGital#:OUT:STIMulus", lambda args, sfx: None)
+        a(":DIGital:LINE#:MODE", self.line_mode)
+        a(":TRIGger:DIGital#:OUT:STIMulus", self.line_stimulus)
         a(":TRIGger:DIGital#:OUT:LOGic", lambda args, sfx: None)
         a(":TRIGger:DIGital#:OUT:PULSewidth", lambda args, sfx: None)
+        a(":TRIGger:LOAD", self.load_model)
+        for block in ("CONFig:RECall", "CONFig:NEXT", "DELay:CONStant", "MEASure", "NOTify",
+                      "BRANch:COUNter"):
+            a(f":TRIGger:BLOCk:{block}", self.block(block))
 
     def extra_common(self, header: str, args: list[str]) -> str | None:
         if header == "*LANG?":
             return "SCPI"
         return super().extra_common(header, args)
+
+    def line_mode(self, args: list[str], sfx: list[int]) -> None:
+        if len(args) != 2:
+            raise ScpiError(-109)
+        kind = choice(args[0], "DIGital", "TRIGger", "SYNChronous")
+        self.state.lines[sfx[0] if sfx else 1] = f"{kind} {choice(args[1], 'IN', 'OUT')}"
+
+    def line_stimulus(self, args: list[str], sfx: list[int]) -> None:
+        self.state.stimulus[sfx[0] if sfx else 1] = _one(args).upper()
+
+    def load_model(self, args: list[str], sfx: list[int]) -> None:
+        if _one(args).strip("\"'").upper() != "EMPTY":
+            raise ScpiError(-224, "the emulator builds trigger models from the Empty model")
+        self.state.blocks, self.state.sweep_count = {}, 0
+
+    def block(self, kind: str):
+        def handler(args: list[str], sfx: list[int]) -> None:
+            if not args:
+                raise ScpiError(-109)
+            self.state.blocks[int(number(args[0], 1, 63))] = (kind, args[1:])
+
+        return handler
+
+    def run_model(self) -> None:
+        """The trigger model as the blocks build it: recall the source list, then ``count``
+        times (delay, measure, notify, next list point)."""
+        s = self.state
+        kinds = {kind: args for kind, args in s.blocks.values()}
+        if "MEASure" not in kinds or not s.values:
+            raise ScpiError(-221, "trigger model without a measure block or a source list")
+        count = int(number(kinds["BRANch:COUNter"][0], 1)) if "BRANch:COUNter" in kinds else 1
+        notify = kinds.get("NOTify", [None])[0]
+        emit = notify is not None and any(
+            s.lines.get(line) == "TRIGGER OUT" and stim == f"NOT{notify}"
+            for line, stim in s.stimulus.items())
+        s.readings.clear()
+        self.run_points([s.values[i % len(s.values)] for i in range(count)], emit)
 
     def read(self, args: list[str], sfx: list[int]) -> str:
         for _ in range(self.state.points):
@@ -204,12 +253,15 @@ class Keithley2450(Smu):
         if not s.values:
             raise ScpiError(-221, "no source list")
         s.readings.clear()  # creating a sweep clears its reading buffer
+        s.blocks = {}  # and replaces the trigger model
 
     def initiate(self, args: list[str], sfx: list[int]) -> None:
         s = self.state
-        if s.sweep_count:
+        if s.blocks:
+            self.run_model()
+        elif s.sweep_count:  # the built-in sweep raises no event per point
             s.readings.clear()
-            self.run_points(s.values[s.sweep_start - 1:] * s.sweep_count)
+            self.run_points(s.values[s.sweep_start - 1:] * s.sweep_count, emit=False)
         else:
             self.read(args, sfx)
 
@@ -274,8 +326,10 @@ class KeysightB2900(Smu):
         a(":TRIGger#:ACQuire:COUNt", self.set("points", lambda v: int(number(v, 1, 100000))))
         a(":TRIGger#:TRANsient:COUNt", self.set("points", lambda v: int(number(v, 1, 100000))))
         for trig in (":TRIGger#[:ALL]", ":TRIGger#:ACQuire", ":TRIGger#:TRANsient"):
-            for sub in ("SOURce", "TIMer", "DELay", "TOUTput[:STATe]", "TOUTput:SIGNal"):
+            for sub in ("SOURce", "TIMer", "DELay", "TOUTput:SIGNal"):
                 a(f"{trig}:{sub}", lambda args, sfx: None)
+        a(":TRIGger#:ACQuire:TOUTput[:STATe]", self.set("trigger_out", boolean))
+        a(":TRIGger#:TRANsient:TOUTput[:STATe]", accept(boolean))
         a(":INITiate[:IMMediate][:ALL]", self.initiate)
         a(":INITiate[:IMMediate]:ACQuire", self.initiate)
         a(":ABORt[:ALL]", lambda args, sfx: None)
@@ -294,7 +348,7 @@ class KeysightB2900(Smu):
             raise ScpiError(-221, "list mode with an empty list")
         levels = [s.values[i % len(s.values)] if s.list_mode else s.level for i in range(s.points)]
         s.readings.clear()
-        self.run_points(levels)
+        self.run_points(levels, emit=s.trigger_out)
 
     def fetch(self, which: int) -> str:
         if not self.state.readings:

@@ -133,7 +133,7 @@ def test_2450_list_with_trigger_out_uses_notify_trigger_model() -> None:
         (":DIG:LINE3:MODE TRIG, OUT", None), (":TRIG:DIG3:OUT:STIM NOT1", None), NO_ERROR,
         (':TRAC:CLE "defbuffer1"', None), (":SOUR:LIST:VOLT 0.2,0.2", None),
         (':TRIG:LOAD "Empty"', None),
-        (':TRIG:BLOC:CONF:RECA 1, "VoltCustomSweepList"', None),
+        (':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"', None),
         (":TRIG:BLOC:DEL:CONS 2, 5e-05", None), (":TRIG:BLOC:MEAS 3", None),
         (":TRIG:BLOC:NOT 4, 1", None),
         (':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"', None),
