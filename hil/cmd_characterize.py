@@ -246,7 +246,7 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
         print(failed.to_string(index=False))
     if result.curves is not None:
         print(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
-              "(hil train --curves, or [sim] curves)")
+              "(point a bench file's [sim] curves at it, or hil experiment --device-curves)")
     print(f"device registry: {registry}")
 
 
