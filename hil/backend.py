@@ -17,6 +17,7 @@ import numpy as np
 
 import hil.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
 from hil.bench import Bench
+from hil.network import bit_planes, plane_weights
 
 SET, RESET = 1, -1
 
@@ -77,15 +78,18 @@ class Backend(ABC):
         the bench's read voltage on every selected bit line.
         """
 
-    def mac_sum(self, array: str, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Weighted sum over k of the MAC reads of ``inputs`` (n, k, rows): (n, cols).
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Column currents (uA) for multi-bit inputs, applied as binary bit-planes.
 
-        This is how bit-planes are combined on the host (plane b weighs 2^b); each of the n*k
-        vectors is one MAC read. Backends that can compute the sum faster override it.
+        ``levels`` is (n, rows) of 0-15 (or -15..15 with ``signed``: positive and negative part
+        in two passes); each plane is one MAC read of binary bit-line patterns, and the host
+        sums the planes' currents weighted by 2^b / 15, so the result is what inputs
+        ``levels / 15`` would give. Backends that can compute this sum directly override it.
         """
-        n, k, rows = inputs.shape
-        current = self.mac(array, inputs.reshape(n * k, rows)).reshape(n, k, -1)
-        return np.matmul(weights, current)
+        planes = bit_planes(levels, signed)
+        n, k, rows = planes.shape
+        current = self.mac(array, planes.reshape(n * k, rows)).reshape(n, k, -1)
+        return np.matmul(plane_weights(signed), current)
 
     def close(self) -> None:
         """Leave the bench safe: outputs off, switches open. Idempotent."""

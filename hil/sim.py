@@ -28,6 +28,7 @@ from hil.backend import SET, Backend
 from hil.bench import Bench
 from hil.curves import Curves, load_curves
 from hil.faults import OPEN, SHORT, STUCK_OFF, STUCK_ON
+from hil.network import BITS, LEVEL_NOISE_WEIGHT, LEVELS
 
 _G_OFFSET = 1000.0  # separates curves in the concatenated lookup tables (uS)
 _N_OFFSET = 100000.0  # separates curves in pulse-position space
@@ -203,14 +204,13 @@ class SimBackend(Backend):
         self.counts.mac_reads += x.shape[0] * g.shape[1]
         return self._currents(g, x, x @ g2)
 
-    def mac_sum(self, array: str, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Same statistics as the base class (the weighted sum of independent Gaussian column
-        reads is Gaussian with the weighted variances), computed as two products."""
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Same statistics as reading every bit-plane (the weighted sum of independent Gaussian
+        column reads is Gaussian with the weighted variances), computed as two products."""
         g, g2 = self._array(array)
-        n, k, _ = inputs.shape
-        self.counts.mac_reads += n * k * g.shape[1]
-        x = np.matmul(weights, inputs)
-        return self._currents(g, x, np.matmul(weights * weights, inputs) @ g2)
+        self.counts.mac_reads += levels.shape[0] * (2 * BITS if signed else BITS) * g.shape[1]
+        var = LEVEL_NOISE_WEIGHT[np.abs(levels)] @ g2
+        return self._currents(g, levels * (1.0 / LEVELS), var)
 
     # ---- checkpoints ------------------------------------------------------------------
 

@@ -32,13 +32,10 @@ from hil.backend import RESET, SET, Backend
 from hil.data import Digits
 from hil.network import (
     LEVELS,
-    PLANE_WEIGHTS,
-    SIGNED_WEIGHTS,
     NetworkSpec,
-    decode_planes,
+    activation_levels,
     deltas,
-    level_planes,
-    pixel_planes,
+    pixel_levels,
     targets,
 )
 
@@ -102,10 +99,10 @@ class OnlineTrainer:
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
         self.correct = 0
-        self.train_planes = pixel_planes(digits.x_train)
-        self.test_planes = pixel_planes(digits.x_test)
-        self.train_inputs = decode_planes(self.train_planes)
-        self.test_inputs = decode_planes(self.test_planes)
+        self.train_levels = pixel_levels(digits.x_train)
+        self.test_levels = pixel_levels(digits.x_test)
+        self.train_inputs = self.train_levels / LEVELS
+        self.test_inputs = self.test_levels / LEVELS
         self._scale = 1.0 / (self.v_read * config.g_unit)
         self.z_train = targets(digits.y_train)
         self.history: list[dict[str, Any]] = []
@@ -115,22 +112,20 @@ class OnlineTrainer:
 
     # ---- forward through the arrays -----------------------------------------------------
 
-    def _layer_out(self, layer: Layer, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Pre-activations of a layer for (n, k, rows) planes, from measured MAC currents."""
-        s = self.backend.mac_sum(layer.array, planes, weights)
+    def _layer_out(self, layer: Layer, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Pre-activations of a layer from the measured MAC currents of its bit-planes."""
+        s = self.backend.mac_levels(layer.array, levels, signed)
         return (s[:, 0::2] - s[:, 1::2]) * self._scale
 
-    def forward(self, planes: np.ndarray, inputs: np.ndarray) -> list[np.ndarray]:
-        """Activations of every layer for (n, 4, 65) pixel planes and the (n, 65) inputs they
-        encode; the hidden activations are the quantised values actually applied."""
+    def forward(self, levels: np.ndarray, inputs: np.ndarray) -> list[np.ndarray]:
+        """Activations of every layer for (n, 65) pixel levels and the inputs they stand for;
+        the hidden activations are the quantised values actually applied."""
         acts = [inputs]
-        a = np.tanh(self._layer_out(self.layers[0], planes, PLANE_WEIGHTS))
+        a = np.tanh(self._layer_out(self.layers[0], levels, signed=False))
         for layer in self.layers[1:]:
-            q = np.rint(a * LEVELS).astype(np.int64)
-            x = np.ones((a.shape[0], a.shape[1] + 1))
-            np.divide(q, LEVELS, out=x[:, :-1])
-            acts.append(x)
-            a = np.tanh(self._layer_out(layer, level_planes(q), SIGNED_WEIGHTS))
+            q = activation_levels(a)
+            acts.append(q / LEVELS)
+            a = np.tanh(self._layer_out(layer, q, signed=True))
         acts.append(a)
         return acts
 
@@ -139,7 +134,7 @@ class OnlineTrainer:
         hits = 0
         for i in range(0, len(self.digits.y_test), batch):
             part = slice(i, i + batch)
-            y = self.forward(self.test_planes[part], self.test_inputs[part])[-1]
+            y = self.forward(self.test_levels[part], self.test_inputs[part])[-1]
             hits += int((y.argmax(1) == self.digits.y_test[i : i + batch]).sum())
         return hits / len(self.digits.y_test)
 
@@ -147,7 +142,7 @@ class OnlineTrainer:
 
     def step(self, index: int) -> bool:
         one = slice(index, index + 1)
-        acts = self.forward(self.train_planes[one], self.train_inputs[one])
+        acts = self.forward(self.train_levels[one], self.train_inputs[one])
         y = acts[-1]
         ws = [np.empty(0)] + [layer.weights(self.cfg.g_unit) for layer in self.layers[1:]]
         ds = deltas(acts, ws, self.z_train[one])
