@@ -46,6 +46,9 @@ class OpCounts:
 class Backend(ABC):
     """A bench that can pulse, read and MAC-read devices."""
 
+    # True where a read costs no bench time (a simulator): the trainer may then read ahead
+    free_reads = False
+
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self.counts = OpCounts()

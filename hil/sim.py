@@ -41,25 +41,36 @@ class _Branch:
 
     def __init__(self, branches: tuple[np.ndarray, ...], increasing: bool) -> None:
         sign = 1.0 if increasing else -1.0
-        self.sign = sign
+        self.increasing = increasing
         self.g = np.concatenate([sign * b + k * _G_OFFSET for k, b in enumerate(branches)])
         self.n = np.concatenate(
             [np.arange(len(b)) + k * _N_OFFSET for k, b in enumerate(branches)]
         )
-        self.lo = np.array([min(sign * b[0], sign * b[-1]) for b in branches])
-        self.hi = np.array([max(sign * b[0], sign * b[-1]) for b in branches])
-        self.last = np.array([len(b) - 1 for b in branches], dtype=np.float64)
+        # per curve: lowest and highest (signed) conductance, last position, both offsets
+        self.table = np.array([
+            (min(sign * b[0], sign * b[-1]), max(sign * b[0], sign * b[-1]), len(b) - 1,
+             k * _G_OFFSET, k * _N_OFFSET) for k, b in enumerate(branches)
+        ])
 
     def step(self, g: np.ndarray, curve: np.ndarray, dn: np.ndarray) -> np.ndarray:
-        key = np.clip(self.sign * g, self.lo[curve], self.hi[curve]) + curve * _G_OFFSET
-        pos = np.interp(key, self.g, self.n) - curve * _N_OFFSET
-        pos = np.minimum(pos + dn, self.last[curve]) + curve * _N_OFFSET
-        g_new = self.sign * (np.interp(pos, self.n, self.g) - curve * _G_OFFSET)
-        g_new = np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
-        return np.where(dn > 0, g_new, g)  # no step: a device off its curve stays put
+        lo, hi, last, g_off, n_off = self.table[curve].T
+        key = np.clip(g if self.increasing else -g, lo, hi)
+        key += g_off
+        pos = np.interp(key, self.g, self.n)
+        pos += dn
+        np.minimum(pos, last + n_off, out=pos)
+        new = np.interp(pos, self.n, self.g)
+        new -= g_off
+        if self.increasing:
+            np.maximum(g, new, out=new)
+        else:
+            np.minimum(g, -new, out=new)
+        return np.where(dn > 0, new, g)  # no step: a device off its curve stays put
 
 
 class SimBackend(Backend):
+    free_reads = True
+
     def __init__(
         self,
         bench: Bench,
@@ -138,19 +149,18 @@ class SimBackend(Backend):
         dn = noise * self._live_scale[devices]  # stuck devices: no step
         g = self.g[devices]
         curve = self.curve[devices]
-        if np.ndim(polarity) == 0:
-            up = polarity == SET
-            n_set = total if up else 0
-            branch = self._set if up else self._reset
-            new = branch.step(g, curve, dn * self.drive(v_set if up else v_reset, width))
+        up = np.asarray(polarity) == SET
+        if up.ndim == 0 or up.all() or not up.any():
+            one = bool(up.all())
+            n_set = total if one else 0
+            branch = self._set if one else self._reset
+            new = branch.step(g, curve, dn * self.drive(v_set if one else v_reset, width))
         else:
-            up = np.asarray(polarity) == SET
+            up = np.broadcast_to(up, devices.shape)
             n_set = int(np.broadcast_to(count, devices.shape)[up].sum())
-            new = np.where(
-                up,
-                self._set.step(g, curve, dn * self.drive(v_set, width)),
-                self._reset.step(g, curve, dn * self.drive(v_reset, width)),
-            )
+            new = np.empty_like(g)
+            for mask, branch, v in ((up, self._set, v_set), (~up, self._reset, v_reset)):
+                new[mask] = branch.step(g[mask], curve[mask], dn[mask] * self.drive(v, width))
         self.counts.set_pulses += n_set
         self.counts.reset_pulses += total - n_set
         self.g[devices] = new

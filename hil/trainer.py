@@ -23,7 +23,7 @@ Update rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ class TrainConfig:
     lr_decay: float = 0.25  # eta_e = lr / (1 + lr_decay * e)
     step_uS: float = 3.0  # device step of an update pulse: the accumulator fires past this
     max_burst: int = 4  # most pulses one weight gets per image
+    fire_at: float = 3.0  # the accumulator fires at this many device steps (bursts of >= that)
     update_voltage: float = 1.6  # V, SET amplitude of update pulses: half the 1.8 V step
     g_high: float = 250.0  # uS: above this a device is not SET further (its partner is RESET)
     g_floor: float = 5.0  # uS: below this a device is not RESET further
@@ -67,7 +68,15 @@ class Layer:
     devices: np.ndarray  # (n_in + 1, 2 n_out): G+ in even columns, G- in odd columns
     g: np.ndarray  # measured conductances, same shape
     acc: np.ndarray  # mixed-precision accumulator, (n_in + 1, n_out), weight units
-    dead: np.ndarray  # devices seen not to respond (stuck): never pulsed or refreshed again
+    dead: np.ndarray  # devices seen not to respond (stuck): never pulsed again
+    can_set: np.ndarray = field(init=False)
+    can_reset: np.ndarray = field(init=False)
+
+    def refresh_masks(self, cfg: TrainConfig) -> None:
+        """Which devices may take a SET (alive, below g_high) or a RESET (alive, above
+        g_floor), kept with the conductances so the update path only looks them up."""
+        self.can_set = ~self.dead & (self.g < cfg.g_high)
+        self.can_reset = ~self.dead & (self.g > cfg.g_floor)
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
@@ -93,12 +102,16 @@ class OnlineTrainer:
             dead = g > config.g_stuck_on
             if excluded is not None:
                 dead |= np.isin(dev, excluded)
-            self.layers.append(Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)),
-                                     dead))
+            layer = Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)), dead)
+            layer.refresh_masks(config)
+            self.layers.append(layer)
         self.epoch = 0
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
         self.correct = 0
+        # speculative blocks only where reads are free; the paper rule pulses nearly every image
+        self._speculate = backend.free_reads and config.update == "mixed"
+        self._block = 1
         self.train_levels = pixel_levels(digits.x_train)
         self.test_levels = pixel_levels(digits.x_test)
         self.train_inputs = self.train_levels / LEVELS
@@ -140,20 +153,46 @@ class OnlineTrainer:
 
     # ---- one image ----------------------------------------------------------------------
 
-    def step(self, index: int) -> bool:
-        one = slice(index, index + 1)
-        acts = self.forward(self.train_levels[one], self.train_inputs[one])
-        y = acts[-1]
-        ws = [np.empty(0)] + [layer.weights(self.cfg.g_unit) for layer in self.layers[1:]]
-        ds = deltas(acts, ws, self.z_train[one])
-        lr = self.cfg.lr / (1 + self.cfg.lr_decay * (self.epoch + self.position / len(self.order)))
-        for layer, x, d in zip(self.layers, acts[:-1], ds, strict=True):
-            dw = np.multiply.outer(x[0], lr * d[0])
-            if self.cfg.update == "paper":
+    def _train_block(self, start: int, stop: int) -> np.ndarray:
+        """Train on images ``order[start:stop]`` up to and including the first one whose update
+        fires pulses; returns whether each image it trained on was classified right.
+
+        Until a pulse fires nothing on the bench changes, so the forward reads of those images
+        can be taken together; the accumulators are summed image by image to find where the
+        first pulse fires, and the reads of the images after it are discarded (they never
+        happened: the next block reads them again with the updated devices). Backends whose
+        reads cost bench time get blocks of one image, which is plain on-line training.
+        """
+        cfg = self.cfg
+        idx = self.order[start:stop]
+        before = self.backend.counts.mac_reads
+        acts = self.forward(self.train_levels[idx], self.train_inputs[idx])
+        ws = [np.empty(0)] + [layer.weights(cfg.g_unit) for layer in self.layers[1:]]
+        ds = deltas(acts, ws, self.z_train[idx])
+        n = len(self.order)
+        lrs = cfg.lr / (1 + cfg.lr_decay * (self.epoch + np.arange(start, stop) / n))
+        xls = [x * lrs[:, None] for x in acts[:-1]]  # eta_i * inputs of each layer
+        last = len(idx) - 1
+        if cfg.update == "mixed" and last > 0:
+            fire = cfg.step_uS / cfg.g_unit * cfg.fire_at
+            for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+                last = min(last, _first_crossing(layer.acc, xl[:last], d[:last], fire))
+            if last:
+                for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+                    layer.acc += xl[:last].T @ d[:last]
+        for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+            dw = np.multiply.outer(xl[last], d[last])
+            if cfg.update == "paper":
                 self._paper_update(layer, dw)
             else:
                 self._mixed_update(layer, dw)
-        return int(y[0].argmax()) == int(self.digits.y_train[index])
+        unused = len(idx) - 1 - last
+        if unused:
+            self.backend.counts.mac_reads -= unused * (self.backend.counts.mac_reads - before
+                                                       ) // len(idx)
+        self._block = min(128, max(4, 2 * (last + 1))) if self._speculate else 1
+        labels = self.digits.y_train[idx[: last + 1]]
+        return acts[-1][: last + 1].argmax(1) == labels
 
     def _pulse_and_read(self, layer: Layer, rows, cols, polarity, count=1, **kw) -> np.ndarray:
         dev = layer.devices[rows, cols]
@@ -161,6 +200,9 @@ class OnlineTrainer:
         g = self.backend.read(dev)
         old = layer.g[rows, cols]
         layer.g[rows, cols] = g
+        alive = ~layer.dead[rows, cols]
+        layer.can_set[rows, cols] = alive & (g < self.cfg.g_high)
+        layer.can_reset[rows, cols] = alive & (g > self.cfg.g_floor)
         return g - old
 
     def _paper_update(self, layer: Layer, dw: np.ndarray) -> None:
@@ -178,33 +220,35 @@ class OnlineTrainer:
         acc = layer.acc
         acc += dw
         eps = cfg.step_uS / cfg.g_unit
-        if acc.max() < eps and acc.min() > -eps:
+        fire = eps * cfg.fire_at
+        if acc.max() < fire and acc.min() > -fire:
             return
-        r, c = np.nonzero(np.abs(acc) >= eps)
+        r, c = np.nonzero(np.abs(acc) >= fire)
         a = acc[r, c]
         # SET the device on the side the weight should move to (G+ to raise w, G- to lower
-        # it) while it is alive and below g_high; else RESET its partner if that is alive and
-        # above g_floor; else the weight is at the end of its range: drop the update.
-        target = 2 * c + (a < 0)
-        partner = target ^ 1
-        use_set = ~layer.dead[r, target] & (layer.g[r, target] < cfg.g_high)
-        use_reset = ~use_set & ~layer.dead[r, partner] & (layer.g[r, partner] > cfg.g_floor)
-        lost = ~(use_set | use_reset)
-        if lost.any():
-            acc[r[lost], c[lost]] = 0.0
-            keep = ~lost
-            r, c, a, target, partner, use_set = (
-                v[keep] for v in (r, c, a, target, partner, use_set))
+        # it) while it can take a SET; else RESET its partner if that can take a RESET; else
+        # the weight is at the end of its range: drop the update.
+        cols = 2 * c + (a < 0)
+        use_set = layer.can_set[r, cols]
+        polarity: int | np.ndarray = SET
+        if not use_set.all():
+            partner = cols ^ 1
+            keep = use_set | layer.can_reset[r, partner]
+            acc[r[~keep], c[~keep]] = 0.0
+            r, c, a, use_set = r[keep], c[keep], a[keep], use_set[keep]
+            cols = np.where(use_set, cols[keep], partner[keep])
+            polarity = np.where(use_set, SET, RESET)
             if r.size == 0:
                 return
-        cols = np.where(use_set, target, partner)
-        polarity = np.where(use_set, SET, RESET)
-        count = np.minimum(np.abs(a) // eps, cfg.max_burst).astype(np.int64)
+        count = np.minimum(np.abs(a) // eps, cfg.max_burst)
         change = self._pulse_and_read(layer, r, cols, polarity, count,
                                       voltage=cfg.update_voltage)
         acc[r, c] -= np.where(cols & 1, -change, change) / cfg.g_unit
         # a low device that a SET burst did not move is stuck off
-        layer.dead[r, cols] |= use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
+        dead = use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
+        if dead.any():
+            layer.dead[r[dead], cols[dead]] = True
+            layer.refresh_masks(self.cfg)
 
     # ---- epochs ---------------------------------------------------------------------------
 
@@ -214,11 +258,16 @@ class OnlineTrainer:
         on_epoch: Callable[[OnlineTrainer, dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
         while self.epoch < self.cfg.epochs:
-            while self.position < len(self.order):
-                self.correct += self.step(int(self.order[self.position]))
-                self.position += 1
-                if on_image:
-                    on_image(self)
+            n = len(self.order)
+            every = self.cfg.checkpoint_every
+            while self.position < n:
+                # blocks end on checkpoints, so a resumed run takes the same blocks
+                stop = min(n, (self.position // every + 1) * every, self.position + self._block)
+                for hit in self._train_block(self.position, stop):
+                    self.correct += int(hit)
+                    self.position += 1
+                    if on_image:
+                        on_image(self)
             record = {
                 "epoch": self.epoch + 1,
                 "train_accuracy": self.correct / len(self.order),
@@ -245,6 +294,7 @@ class OnlineTrainer:
             "epoch": self.epoch,
             "position": self.position,
             "correct": self.correct,
+            "block": self._block,
             "history": list(self.history),
             "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy())
                        for layer in self.layers],
@@ -254,9 +304,28 @@ class OnlineTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
+        self._block = state["block"]
         self.history = list(state["history"])
         for layer, (g, acc, dead) in zip(self.layers, state["layers"], strict=True):
             layer.g, layer.acc, layer.dead = g.copy(), acc.copy(), dead.copy()
+            layer.refresh_masks(self.cfg)
         self.backend.load_state_dict(state["backend"])
         self.order = self._order(self.epoch)
 
+
+def _first_crossing(acc: np.ndarray, xl: np.ndarray, d: np.ndarray, fire: float) -> int:
+    """First image i at which ``acc + sum_{j<=i} outer(xl_j, d_j)`` reaches +-``fire`` in any
+    weight, or ``len(xl)`` if none does.
+
+    Only weights that could get there at all (|acc| plus the summed magnitudes of their updates,
+    one small matrix product) have their running sums followed image by image.
+    """
+    reach = np.abs(xl).T @ np.abs(d)
+    reach += np.abs(acc)
+    r, c = np.nonzero(reach >= fire)
+    if r.size == 0:
+        return len(xl)
+    path = np.cumsum(xl[:, r] * d[:, c], axis=0)
+    path += acc[r, c]
+    crossed = (np.abs(path) >= fire).any(axis=1)
+    return int(crossed.argmax()) if crossed.any() else len(xl)

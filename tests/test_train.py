@@ -135,3 +135,21 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
     g0 = backend.g[bad].copy()
     trainer.run()
     assert np.array_equal(backend.g[bad], g0)  # never pulsed
+
+
+def test_first_crossing_matches_image_by_image_accumulation():
+    from hil.trainer import _first_crossing
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        b, r, c = rng.integers(1, 12), rng.integers(1, 6), rng.integers(1, 5)
+        acc = rng.normal(0, 0.02, (r, c))
+        xl = rng.normal(0, 0.03, (b, r))
+        d = rng.normal(0, 0.5, (b, c))
+        running, expected = acc.copy(), b
+        for i in range(b):  # the accumulator as the sequential trainer builds it
+            running += np.outer(xl[i], d[i])
+            if (np.abs(running) >= 0.03).any():
+                expected = i
+                break
+        assert _first_crossing(acc, xl, d, 0.03) == expected
