@@ -153,8 +153,8 @@ class BenchClock:
         frames, nbytes = self._mcu(points, data_bytes, data_frames, groups)
         if points == 1:
             queries, writes = 1, 1
-        else:  # list begin, list chunks, sweep, init, *WAI; fetch + error check
-            queries, writes = 2, 4 + math.ceil(points / LIST_CHUNK)
+        else:  # clear buffer, list chunks, trigger model (7 blocks), init, *WAI; fetch + errors
+            queries, writes = 2, 10 + math.ceil(points / LIST_CHUNK)
         link = repeat * self._link(queries, writes, frames, nbytes)
         physical = repeat * points * (c.mux_settling + c.smu_aperture)
         t = self.tally
@@ -350,8 +350,10 @@ class Sequencer(Backend):
         for tx in txs:
             blocks = _row_blocks(tx.inputs, board_rows).sum(axis=1)  # boards per vector
             k = tx.inputs.shape[0]
-            nbytes = int(board_cols * (k * SCAN_HEAD + 7 * blocks.sum()))
-            self.clock.read(k * tx.columns.size, nbytes, k * board_cols, int(blocks.max()))
+            nbytes = int(board_cols * (k * SCAN_HEAD + 7 * blocks.sum()))  # one scan per
+            # vector and board column, several scans per frame
+            self.clock.read(k * tx.columns.size, nbytes, math.ceil(nbytes / 4000),
+                            int(blocks.max()))
 
     # ---- the Backend interface -----------------------------------------------------------
 
