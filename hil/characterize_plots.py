@@ -94,15 +94,16 @@ def conductance_cdf(result: Result, path: Path) -> None:
     ax.set_ylabel("cumulative probability (%)")
     inset = ax.inset_axes([0.5, 0.12, 0.45, 0.45])
     bins = np.logspace(-1, 3.5, 46)
-    clip = lambda g: np.clip(g[np.isfinite(g)], bins[0], bins[-1])  # noqa: E731
-    inset.hist([clip(ok), clip(failed)], bins=bins, stacked=True,
-               color=["tab:red", "tab:blue"], label=["working", "failed"])
+    for g, color, label in ((ok, "tab:red", "working"), (failed, "tab:blue", "failed")):
+        counts, _ = np.histogram(np.clip(g[np.isfinite(g)], bins[0], bins[-1]), bins)
+        inset.stairs(np.maximum(counts, 0.5), bins, baseline=0.5, fill=True, color=color,
+                     alpha=0.8, label=label)
     inset.set_xscale("log")
     inset.set_yscale("log")
     inset.set_xlabel("uS", fontsize=7)
     inset.tick_params(labelsize=7)
     inset.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -134,6 +135,6 @@ def response_curves(result: Result, path: Path) -> None:
         ax.set_title(f"SET then RESET train, {int(ok.sum())} working devices")
     ax.set_xlabel("pulse number")
     ax.set_ylabel("conductance (uS)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.99, top=0.92, bottom=0.13, wspace=0.25)
     fig.savefig(path, dpi=100)
     plt.close(fig)

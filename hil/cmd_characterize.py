@@ -96,7 +96,7 @@ def _ranges(text: str, lo: int, hi: int, what: str, flag: str) -> list[int]:
 def parse_boards(text: str | None, bench: Bench) -> list[int]:
     if text is None:
         return list(bench.board_ids)
-    ids = _ranges(text, 1, max(bench.board_ids), "board", "--boards")
+    ids = _ranges(text, 1, 10**9, "board", "--boards")
     missing = sorted(set(ids) - set(bench.board_ids))
     if missing:
         raise HilError(f"--boards: board {missing[0]} is not on bench {bench.name}")
@@ -189,6 +189,7 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
         "curve_devices": 0 if result.curves is None else len(result.curves.ids),
         "operations": result.counts.as_dict(),
         "predicted_bench_seconds": round(result.bench_seconds, 3),
+        "sequencing": result.sequencing,
     }
     plots.board_maps(bench, result, out / "maps")
     plots.conductance_cdf(result, out / "conductance-cdf.png")
@@ -231,7 +232,8 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
     print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
           f"in {summary['wall_seconds']:.1f} s; predicted bench time "
-          f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss)")
+          f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss, {result.sequencing} "
+          "sequencer)")
     print(f"modes: {counts}")
     if result.fabric:
         print("fabric faults (fix the board, not the devices): " + "; ".join(
@@ -244,14 +246,15 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
         print(failed.to_string(index=False))
     if result.curves is not None:
         print(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
-              f"(use as [sim] curves); registry: {registry}")
+              "(point a bench file's [sim] curves at it, or hil experiment --device-curves)")
+    print(f"device registry: {registry}")
 
 
 # ---- devices --------------------------------------------------------------------------------
 
 
 def _show(df: pd.DataFrame, empty: str) -> None:
-    print(empty if df.empty else df.fillna("").to_string(index=False))
+    print(empty if df.empty else df.astype(object).where(df.notna(), "").to_string(index=False))
 
 
 def run_replace(args: argparse.Namespace) -> int:

@@ -17,14 +17,7 @@ def accuracy_plot(path: Path, epochs: list[int], test: list[float], train: list[
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(epochs, 100 * np.asarray(test), "o-", label="test (measured through the arrays)")
     ax.plot(epochs, 100 * np.asarray(train), "s--", alpha=0.6, label="train (running)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_line_plot(fig, ax, path, "epoch", "accuracy (%)", title)
 
 
 def conductance_maps(path: Path, arrays: dict[str, np.ndarray], title: str) -> None:
@@ -46,8 +39,12 @@ def conductance_cdf(path: Path, arrays: dict[str, np.ndarray], title: str) -> No
     for name, g in arrays.items():
         v = np.sort(g.ravel())
         ax.plot(v, 100 * np.arange(1, len(v) + 1) / len(v), label=name)
-    ax.set_xlabel("conductance (uS)")
-    ax.set_ylabel("cumulative devices (%)")
+    _finish_line_plot(fig, ax, path, "conductance (uS)", "cumulative devices (%)", title)
+
+
+def _finish_line_plot(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

@@ -68,6 +68,7 @@ class Layer:
     devices: np.ndarray  # (n_in + 1, 2 n_out): G+ in even columns, G- in odd columns
     g: np.ndarray  # measured conductances, same shape
     acc: np.ndarray  # mixed-precision accumulator, (n_in + 1, n_out), weight units
+    dead: np.ndarray  # devices seen not to respond (stuck): never pulsed or refreshed again
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
@@ -86,7 +87,8 @@ class OnlineTrainer:
         for name in names:
             dev = bench.array_devices(name)
             g = backend.read(dev.ravel()).reshape(dev.shape)
-            self.layers.append(Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2))))
+            self.layers.append(Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)),
+                                     np.zeros(dev.shape, dtype=bool)))
         self.epoch = 0
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
@@ -174,11 +176,18 @@ class OnlineTrainer:
         if r.size == 0:
             return
         a = layer.acc[r, c]
-        count = np.minimum(np.abs(a) // eps, cfg.max_burst).astype(np.int64)
         cols = 2 * c + (a < 0)  # G+ to raise w, G- to lower it
+        live = ~layer.dead[r, cols]
+        r, c, a, cols = r[live], c[live], a[live], cols[live]
+        if r.size == 0:
+            return
+        count = np.minimum(np.abs(a) // eps, cfg.max_burst).astype(np.int64)
         change = self._pulse_and_read(layer, r, cols, SET, count, voltage=cfg.update_voltage)
         layer.acc[r, c] -= np.where(a < 0, -change, change) / cfg.g_unit
+        # a low device that a SET burst did not move is stuck off
+        layer.dead[r, cols] |= (change < 0.1) & (layer.g[r, cols] < 3.0)
         high = np.maximum(layer.g[r, 2 * c], layer.g[r, 2 * c + 1]) > cfg.g_refresh
+        high &= ~(layer.dead[r, 2 * c] | layer.dead[r, 2 * c + 1])
         if high.any():
             self._refresh(layer, r[high], c[high])
 
@@ -194,6 +203,7 @@ class OnlineTrainer:
                 break
             self._pulse_and_read(layer, rows[high], cols[high], RESET, 2,
                                  voltage=cfg.refresh_voltage)
+        layer.dead[rows, cols] |= layer.g[rows, cols] > cfg.g_low  # a RESET could not clear it
         # re-program |target| on G+ (target > 0) or G-, as extra SET pulses via the accumulator
         layer.acc[r, c] += (target - (layer.g[r, 2 * c] - layer.g[r, 2 * c + 1])) / cfg.g_unit
 
@@ -237,7 +247,8 @@ class OnlineTrainer:
             "position": self.position,
             "correct": self.correct,
             "history": list(self.history),
-            "layers": [(layer.g.copy(), layer.acc.copy()) for layer in self.layers],
+            "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy())
+                       for layer in self.layers],
             "backend": self.backend.state_dict(),
         }
 
@@ -245,8 +256,8 @@ class OnlineTrainer:
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
         self.history = list(state["history"])
-        for layer, (g, acc) in zip(self.layers, state["layers"], strict=True):
-            layer.g, layer.acc = g.copy(), acc.copy()
+        for layer, (g, acc, dead) in zip(self.layers, state["layers"], strict=True):
+            layer.g, layer.acc, layer.dead = g.copy(), acc.copy(), dead.copy()
         self.backend.load_state_dict(state["backend"])
         self.order = self._order(self.epoch)
 
