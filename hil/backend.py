@@ -77,6 +77,16 @@ class Backend(ABC):
         the bench's read voltage on every selected bit line.
         """
 
+    def mac_sum(self, array: str, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted sum over k of the MAC reads of ``inputs`` (n, k, rows): (n, cols).
+
+        This is how bit-planes are combined on the host (plane b weighs 2^b); each of the n*k
+        vectors is one MAC read. Backends that can compute the sum faster override it.
+        """
+        n, k, rows = inputs.shape
+        current = self.mac(array, inputs.reshape(n * k, rows)).reshape(n, k, -1)
+        return np.matmul(weights, current)
+
     def close(self) -> None:
         """Leave the bench safe: outputs off, switches open. Idempotent."""
         return None

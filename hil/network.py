@@ -72,20 +72,25 @@ def pixel_planes(pixels: np.ndarray) -> np.ndarray:
 
 
 _BITS_OF = ((np.arange(LEVELS + 1)[:, None] >> np.arange(BITS)) & 1).astype(np.float64)
+# bit-lines of a signed level -15..15 in the 8 passes: positive part, then negative part
+_SIGNED_BITS = np.vstack([np.hstack([np.zeros(BITS), _BITS_OF[v]]) for v in range(LEVELS, 0, -1)]
+                         + [np.hstack([_BITS_OF[v], np.zeros(BITS)]) for v in range(LEVELS + 1)])
+_BIAS_BITS = np.hstack([np.ones(BITS), np.zeros(BITS)])  # the bias row: 1 in the positive pass
 
 
 def signed_planes(h: np.ndarray) -> np.ndarray:
     """(n, H) activations in [-1, 1] -> (n, 8, H + 1): 4 planes of the positive part with the
     bias row set, then 4 planes of the negative part."""
-    h = np.asarray(h, dtype=np.float64)
-    q = np.rint(np.abs(h) * LEVELS).astype(np.int64)
-    n, width = h.shape
-    out = np.zeros((n, 2 * BITS, width + 1))
-    pos = h > 0
-    out[:, :BITS, :width] = _BITS_OF[np.where(pos, q, 0)].transpose(0, 2, 1)
-    out[:, BITS:, :width] = _BITS_OF[np.where(pos, 0, q)].transpose(0, 2, 1)
-    out[:, :BITS, width] = 1.0
-    return out
+    return level_planes(np.rint(np.asarray(h, dtype=np.float64) * LEVELS).astype(np.int64))
+
+
+def level_planes(q: np.ndarray) -> np.ndarray:
+    """:func:`signed_planes` of activations already quantised to levels -15..15."""
+    n, width = q.shape
+    out = np.empty((n, width + 1, 2 * BITS))
+    out[:, :width] = _SIGNED_BITS[q + LEVELS]
+    out[:, width] = _BIAS_BITS
+    return out.transpose(0, 2, 1)
 
 
 def quantised(h: np.ndarray) -> np.ndarray:

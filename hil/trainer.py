@@ -13,9 +13,11 @@ Update rules:
 * ``mixed`` (default): mixed-precision training. A host accumulator collects eta * dw; when it
   exceeds a device step, SET pulses go to *one* device of the pair (G+ to raise w, G- to lower
   it), the pulsed device is read back and the accumulator is reduced by the change actually
-  achieved, so cycle noise does not pile up. Devices stay in their low, near-linear range; a pair
-  whose larger device passes ``g_refresh`` is refreshed (both reset with a stronger RESET, the
-  difference re-programmed on one device with write-verify). The learning rate decays per epoch.
+  achieved, so cycle noise does not pile up. A device that has reached ``g_high`` is not SET
+  further: its partner is RESET instead, so both devices stay in range without the pulse cost of
+  clearing and re-programming pairs; a weight whose devices can move neither way keeps its value.
+  Devices seen stuck (or flagged by characterisation) are never pulsed; their partner moves the
+  weight. The learning rate decays per epoch.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import numpy as np
 from hil.backend import RESET, SET, Backend
 from hil.data import Digits
 from hil.network import (
+    LEVELS,
     PLANE_WEIGHTS,
     SIGNED_WEIGHTS,
     NetworkSpec,
     decode_planes,
     deltas,
+    level_planes,
     pixel_planes,
-    quantised,
-    signed_planes,
     targets,
 )
 
@@ -53,9 +55,9 @@ class TrainConfig:
     step_uS: float = 3.0  # device step of an update pulse: the accumulator fires past this
     max_burst: int = 4  # most pulses one weight gets per image
     update_voltage: float = 1.6  # V, SET amplitude of update pulses: half the 1.8 V step
-    g_refresh: float = 250.0  # uS: refresh a pair whose larger device passes this
-    g_low: float = 8.0  # uS: refresh resets devices below this
-    refresh_voltage: float = 2.3  # V, stronger RESET used to clear a saturated pair
+    g_high: float = 250.0  # uS: above this a device is not SET further (its partner is RESET)
+    g_floor: float = 5.0  # uS: below this a device is not RESET further
+    g_stuck_on: float = 290.0  # uS: a device read above this before training is stuck on
     paper_threshold: float = 0.002  # |eta dw| that triggers a pulse pair under ``paper``
     checkpoint_every: int = 1000  # images
 
@@ -75,7 +77,10 @@ class Layer:
 
 
 class OnlineTrainer:
-    def __init__(self, backend: Backend, digits: Digits, config: TrainConfig) -> None:
+    def __init__(self, backend: Backend, digits: Digits, config: TrainConfig,
+                 excluded: np.ndarray | None = None) -> None:
+        """``excluded``: flat indices of devices never to pulse (flagged by characterisation);
+        they still carry current, the other device of their pair compensates."""
         self.backend = backend
         self.digits = digits
         self.cfg = config
@@ -87,8 +92,12 @@ class OnlineTrainer:
         for name in names:
             dev = bench.array_devices(name)
             g = backend.read(dev.ravel()).reshape(dev.shape)
+            # devices are pre-set low, so one reading above the SET ceiling is stuck on
+            dead = g > config.g_stuck_on
+            if excluded is not None:
+                dead |= np.isin(dev, excluded)
             self.layers.append(Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)),
-                                     np.zeros(dev.shape, dtype=bool)))
+                                     dead))
         self.epoch = 0
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
@@ -108,9 +117,7 @@ class OnlineTrainer:
 
     def _layer_out(self, layer: Layer, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Pre-activations of a layer for (n, k, rows) planes, from measured MAC currents."""
-        n, k, rows = planes.shape
-        current = self.backend.mac(layer.array, planes.reshape(n * k, rows))
-        s = np.matmul(weights, current.reshape(n, k, -1))
+        s = self.backend.mac_sum(layer.array, planes, weights)
         return (s[:, 0::2] - s[:, 1::2]) * self._scale
 
     def forward(self, planes: np.ndarray, inputs: np.ndarray) -> list[np.ndarray]:
@@ -119,8 +126,11 @@ class OnlineTrainer:
         acts = [inputs]
         a = np.tanh(self._layer_out(self.layers[0], planes, PLANE_WEIGHTS))
         for layer in self.layers[1:]:
-            acts.append(np.hstack([quantised(a), np.ones((a.shape[0], 1))]))
-            a = np.tanh(self._layer_out(layer, signed_planes(a), SIGNED_WEIGHTS))
+            q = np.rint(a * LEVELS).astype(np.int64)
+            x = np.ones((a.shape[0], a.shape[1] + 1))
+            np.divide(q, LEVELS, out=x[:, :-1])
+            acts.append(x)
+            a = np.tanh(self._layer_out(layer, level_planes(q), SIGNED_WEIGHTS))
         acts.append(a)
         return acts
 
@@ -143,7 +153,7 @@ class OnlineTrainer:
         ds = deltas(acts, ws, self.z_train[one])
         lr = self.cfg.lr / (1 + self.cfg.lr_decay * (self.epoch + self.position / len(self.order)))
         for layer, x, d in zip(self.layers, acts[:-1], ds, strict=True):
-            dw = lr * (x[0][:, None] * d[0][None, :])
+            dw = np.multiply.outer(x[0], lr * d[0])
             if self.cfg.update == "paper":
                 self._paper_update(layer, dw)
             else:
@@ -170,42 +180,36 @@ class OnlineTrainer:
 
     def _mixed_update(self, layer: Layer, dw: np.ndarray) -> None:
         cfg = self.cfg
-        layer.acc += dw
+        acc = layer.acc
+        acc += dw
         eps = cfg.step_uS / cfg.g_unit
-        r, c = np.nonzero(np.abs(layer.acc) >= eps)
-        if r.size == 0:
+        if acc.max() < eps and acc.min() > -eps:
             return
-        a = layer.acc[r, c]
-        cols = 2 * c + (a < 0)  # G+ to raise w, G- to lower it
-        live = ~layer.dead[r, cols]
-        r, c, a, cols = r[live], c[live], a[live], cols[live]
-        if r.size == 0:
-            return
+        r, c = np.nonzero(np.abs(acc) >= eps)
+        a = acc[r, c]
+        # SET the device on the side the weight should move to (G+ to raise w, G- to lower
+        # it) while it is alive and below g_high; else RESET its partner if that is alive and
+        # above g_floor; else the weight is at the end of its range: drop the update.
+        target = 2 * c + (a < 0)
+        partner = target ^ 1
+        use_set = ~layer.dead[r, target] & (layer.g[r, target] < cfg.g_high)
+        use_reset = ~use_set & ~layer.dead[r, partner] & (layer.g[r, partner] > cfg.g_floor)
+        lost = ~(use_set | use_reset)
+        if lost.any():
+            acc[r[lost], c[lost]] = 0.0
+            keep = ~lost
+            r, c, a, target, partner, use_set = (
+                v[keep] for v in (r, c, a, target, partner, use_set))
+            if r.size == 0:
+                return
+        cols = np.where(use_set, target, partner)
+        polarity = np.where(use_set, SET, RESET)
         count = np.minimum(np.abs(a) // eps, cfg.max_burst).astype(np.int64)
-        change = self._pulse_and_read(layer, r, cols, SET, count, voltage=cfg.update_voltage)
-        layer.acc[r, c] -= np.where(a < 0, -change, change) / cfg.g_unit
+        change = self._pulse_and_read(layer, r, cols, polarity, count,
+                                      voltage=cfg.update_voltage)
+        acc[r, c] -= np.where(cols & 1, -change, change) / cfg.g_unit
         # a low device that a SET burst did not move is stuck off
-        layer.dead[r, cols] |= (change < 0.1) & (layer.g[r, cols] < 3.0)
-        high = np.maximum(layer.g[r, 2 * c], layer.g[r, 2 * c + 1]) > cfg.g_refresh
-        high &= ~(layer.dead[r, 2 * c] | layer.dead[r, 2 * c + 1])
-        if high.any():
-            self._refresh(layer, r[high], c[high])
-
-    def _refresh(self, layer: Layer, r: np.ndarray, c: np.ndarray) -> None:
-        """Clear saturated pairs and re-program their weight on one device (write-verify)."""
-        cfg = self.cfg
-        target = layer.g[r, 2 * c] - layer.g[r, 2 * c + 1]
-        rows = np.concatenate([r, r])
-        cols = np.concatenate([2 * c, 2 * c + 1])
-        for _ in range(8):
-            high = layer.g[rows, cols] > cfg.g_low
-            if not high.any():
-                break
-            self._pulse_and_read(layer, rows[high], cols[high], RESET, 2,
-                                 voltage=cfg.refresh_voltage)
-        layer.dead[rows, cols] |= layer.g[rows, cols] > cfg.g_low  # a RESET could not clear it
-        # re-program |target| on G+ (target > 0) or G-, as extra SET pulses via the accumulator
-        layer.acc[r, c] += (target - (layer.g[r, 2 * c] - layer.g[r, 2 * c + 1])) / cfg.g_unit
+        layer.dead[r, cols] |= use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
 
     # ---- epochs ---------------------------------------------------------------------------
 

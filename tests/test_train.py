@@ -110,3 +110,28 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and b"Traceback" not in err
     assert RunStore(out, create=False).load_checkpoint() is not None
+
+
+def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_data, capsys):
+    from hil.registry import Registry
+
+    reg = tmp_path / "devices.sqlite"
+    bench, _, _ = prepare(TrainParams(network="single", data=str(small_data)),
+                          say=lambda m: None)
+    bad = bench.devices(np.array([3, 3]), np.array([2, 7]), np.array([4, 9]))
+    with Registry(reg) as r:
+        r.record(bench, bad, np.array(["stuck_on", "stuck_off"]), np.zeros(2), run="t")
+    rc = main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
+               "--registry", str(reg), "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "2 cells" in err[0] and "board 3 chip" in err[0]
+
+    params = TrainParams(network="single", epochs=1, data=str(small_data), registry=str(reg),
+                         exclude_flagged=True)
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    layer = trainer.layers[0]
+    flagged = np.isin(layer.devices, bad)
+    assert flagged.sum() == 2 and layer.dead[flagged].all() and not layer.dead[~flagged].any()
+    g0 = backend.g[bad].copy()
+    trainer.run()
+    assert np.array_equal(backend.g[bad], g0)  # never pulsed
