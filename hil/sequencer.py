@@ -28,6 +28,7 @@ from hil.backend import RESET, SET, Backend
 from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.errors import HilError
 from hil.hardware import ClockSettings, SequencerSettings, clock_settings, sequencer_settings
+from hil.network import bit_planes
 
 # modelled frame sizes on the MCU link (bytes): "<seq> " + " *XXXX\n" out, "<seq> OK *XXXX\n" in
 FRAME_OUT, FRAME_IN = 12, 14
@@ -398,13 +399,13 @@ class Sequencer(Backend):
             raise SequenceError("MAC inputs must be binary (0/1)")
         return x
 
-    def mac_sum(self, array: str, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
         if hasattr(self.inner, "execute"):  # every read really happens: MAC by MAC
-            return super().mac_sum(array, inputs, weights)
-        n, k, rows = np.shape(inputs)
-        x = self._check_mac(array, np.reshape(inputs, (n * k, rows)))
-        self._clock_mac(array, x)
-        return self.inner.mac_sum(array, inputs, weights)  # the inner backend's fast path
+            return super().mac_levels(array, levels, signed)
+        planes = bit_planes(levels, signed)
+        n, k, rows = planes.shape
+        self._clock_mac(array, self._check_mac(array, planes.reshape(n * k, rows)))
+        return self.inner.mac_levels(array, levels, signed)  # the inner backend's fast path
 
     def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
         x = self._check_mac(array, inputs)
