@@ -75,7 +75,9 @@ class Layer:
     def refresh_masks(self, cfg: TrainConfig) -> None:
         """Which devices may take a SET (alive, below g_high) or a RESET (alive, above
         g_floor), kept with the conductances so the update path only looks them up."""
-        self.can_set = ~self.dead & (self.g < cfg.g_high)
+        partner = self.g.reshape(len(self.g), -1, 2)[:, :, ::-1].reshape(self.g.shape)
+        # below g_high, or up to a partner stuck above it, so a stuck-on device is cancelled
+        self.can_set = ~self.dead & (self.g < np.maximum(cfg.g_high, partner))
         self.can_reset = ~self.dead & (self.g > cfg.g_floor)
 
     def weights(self, g_unit: float) -> np.ndarray:
@@ -200,9 +202,7 @@ class OnlineTrainer:
         g = self.backend.read(dev)
         old = layer.g[rows, cols]
         layer.g[rows, cols] = g
-        alive = ~layer.dead[rows, cols]
-        layer.can_set[rows, cols] = alive & (g < self.cfg.g_high)
-        layer.can_reset[rows, cols] = alive & (g > self.cfg.g_floor)
+        layer.refresh_masks(self.cfg)
         return g - old
 
     def _paper_update(self, layer: Layer, dw: np.ndarray) -> None:
