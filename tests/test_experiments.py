@@ -3,6 +3,8 @@ the report and its operator errors. Tiny data and epochs keep the module fast.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -97,6 +99,11 @@ def test_report_runs_every_study_and_reuses_them(digits_dir, tmp_path, monkeypat
     command = next(line for line in text.splitlines() if line.startswith("hil experiment report"))
     assert {"--seeds 1", "--epochs 2", "--hidden 5", "--fractions 0,10"} <= set(
         " ".join(pair) for pair in zip(command.split()[3::2], command.split()[4::2], strict=False))
+
+    # the report trains each network once for all studies; alone, a study gives the same rows
+    assert main(["experiment", "faults", "--seeds", "1", "--epochs", "2", "--fractions", "0,10",
+                 "--data", str(digits_dir), "--out", "alone"]) == 0
+    assert Path("alone/results.csv").read_bytes() == Path("res/faults/results.csv").read_bytes()
 
     before = {s: (tmp_path / f"res/{s}/study.json").stat().st_mtime_ns
               for s in ("curves", "faults", "hidden")}
