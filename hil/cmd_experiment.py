@@ -32,7 +32,7 @@ from hil.experiments import (
     STUDIES,
     Setup,
     open_executor,
-    run_trials,
+    run_studies,
     study_trials,
 )
 from hil.network import NetworkSpec
@@ -177,23 +177,28 @@ def _params(study: str, about: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in about.items() if k not in drop[study]}
 
 
-def _run_study(study: str, setup: Setup, about: dict[str, Any], out: Path,
-               args: argparse.Namespace) -> pd.DataFrame:
-    trials = study_trials(study, about["seeds"], setup, about.get("hidden", HIDDEN_SIZES))
+def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str, Path],
+         args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    """Run ``studies`` together (sharing their common trainings) and write their outputs."""
+    plan = {s: study_trials(s, about["seeds"], setup, about.get("hidden", HIDDEN_SIZES))
+            for s in studies}
+    trainings = len({t.training for trials in plan.values() for t in trials})
     t0 = time.monotonic()
     with open_executor(args.workers, args.scheduler) as executor:
-        df = run_trials(trials, executor, desc=study)
+        frames = run_studies(plan, executor)
     elapsed = time.monotonic() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
     executor_name = ("dask" if args.scheduler else
                      f"{args.workers or os.cpu_count()} local processes")
-    meta = {"study": study, "params": _params(study, about), "trials": len(trials),
-            "executor": executor_name, "wall_seconds": round(elapsed, 1),
-            "version": __version__}
-    (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
-    _render(study, df, out)
-    return df
+    for study, df in frames.items():
+        out = dirs[study]
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "results.csv", index=False)
+        meta = {"study": study, "params": _params(study, about), "trials": len(plan[study]),
+                "run_with": studies, "trainings": trainings, "executor": executor_name,
+                "wall_seconds": round(elapsed, 1), "version": __version__}
+        (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _render(study, df, out)
+    return frames
 
 
 def _render(study: str, df: pd.DataFrame, out: Path) -> None:
@@ -215,23 +220,26 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.study != "report":
         out = Path(args.out or f"runs/experiment-{args.study}-{stamp}")
-        df = _run_study(args.study, setup, about, out, args)
+        df = _run([args.study], setup, about, {args.study: out}, args)[args.study]
         print(claims_table(args.study, summarise(df)))
         print(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
         return 0
     out = Path(args.out or f"runs/report-{stamp}")
     markdown = Path(args.markdown) if args.markdown else out / "results.md"
-    sections = []
-    for study in STUDIES:
-        where = out / study
-        df = _reusable(study, about, where) if args.reuse else None
-        if df is None:
-            df = _run_study(study, setup, about, where, args)
-        else:
-            print(f"{study}: reusing {where / 'results.csv'}", file=sys.stderr)
-            _render(study, df, where)
-        image = os.path.relpath(where / f"{study}.png", markdown.parent)
-        sections.append(study_markdown(study, df, Path(image).as_posix(), ABOUT[study], 3))
+    dirs = {study: out / study for study in STUDIES}
+    frames = {}
+    for study in STUDIES if args.reuse else ():
+        df = _reusable(study, about, dirs[study])
+        if df is not None:
+            print(f"{study}: reusing {dirs[study] / 'results.csv'}", file=sys.stderr)
+            _render(study, df, dirs[study])
+            frames[study] = df
+    todo = [study for study in STUDIES if study not in frames]
+    if todo:
+        frames.update(_run(todo, setup, about, dirs, args))
+    sections = [study_markdown(study, frames[study], Path(os.path.relpath(
+        dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3)
+        for study in STUDIES]
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
                         + "\n".join(sections))

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -69,14 +69,21 @@ class Setup:
 
 @dataclass(frozen=True)
 class Trial:
-    """One seeded run: train a network (in-situ or fp32) and measure it."""
+    """One seeded training (in-situ or fp32) and what is measured on it."""
 
-    study: str
     network: str  # single | two
     hidden: int  # 0 for the single layer
-    mode: str  # ok | mixed (failed devices during training) | fp32
+    mode: str  # ok | mixed (failed devices present during training) | fp32
     seed: int
     setup: Setup
+    inject: bool = False  # also measure it with failed devices injected (faults study)
+
+    @property
+    def training(self) -> Trial:
+        """What determines the training: trials of different studies that share it share the
+        trained network (the faults study's networks are the curves study's, the hidden study's
+        20 neurons are the curves study's two layers)."""
+        return replace(self, inject=False)
 
     @property
     def cost(self) -> float:
@@ -85,14 +92,14 @@ class Trial:
         weights = sum((a + 1) * b for a, b in zip(spec.sizes, spec.sizes[1:], strict=False))
         return (0.3 if self.mode == "fp32" else 1.0) * (500 + weights)
 
-    def row(self, epoch: int, accuracy: float, mode: str | None = None,
-            p: float | None = None) -> dict[str, Any]:
-        mode = self.mode if mode is None else mode
-        if p is None:
-            p = FailureRate.parse(PAPER_FAILURES).rate if mode == "mixed" else 0.0
-        return {"study": self.study, "network": self.network, "hidden": self.hidden,
-                "mode": mode, "p": p, "seed": self.seed, "epoch": epoch,
-                "test_accuracy": accuracy}
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a trial measured: test accuracy after every epoch and, if asked, after injecting
+    failed devices into the trained network as (mode, fraction, accuracy)."""
+
+    history: tuple[float, ...]
+    faults: tuple[tuple[str, float, float], ...] = ()
 
 
 def study_trials(study: str, seeds: Sequence[int], setup: Setup,
@@ -100,41 +107,52 @@ def study_trials(study: str, seeds: Sequence[int], setup: Setup,
     """The trials of one study, in the order their rows appear in ``results.csv``."""
     networks = (("single", 0), ("two", PAPER_HIDDEN))
     if study == "curves":
-        return [Trial(study, net, h, mode, s, setup)
+        return [Trial(net, h, mode, s, setup)
                 for net, h in networks for mode in ("ok", "mixed") for s in seeds]
     if study == "faults":
-        return [Trial(study, net, h, "ok", s, setup) for net, h in networks for s in seeds]
+        return [Trial(net, h, "ok", s, setup, inject=True) for net, h in networks for s in seeds]
     if study == "hidden":
-        return [Trial(study, "two", h, mode, s, setup)
+        return [Trial("two", h, mode, s, setup)
                 for h in hidden for mode in ("ok", "fp32") for s in seeds]
     raise ValueError(f"unknown study {study!r}")
+
+
+def study_rows(study: str, trial: Trial, outcome: Outcome) -> list[dict[str, Any]]:
+    """Rows of ``results.csv`` that one trial gives a study."""
+
+    def row(epoch: int, accuracy: float, mode: str, p: float) -> dict[str, Any]:
+        return {"study": study, "network": trial.network, "hidden": trial.hidden, "mode": mode,
+                "p": p, "seed": trial.seed, "epoch": epoch, "test_accuracy": accuracy}
+
+    if study == "faults":
+        return [row(len(outcome.history), a, mode, p) for mode, p, a in outcome.faults]
+    p = FailureRate.parse(PAPER_FAILURES).rate if trial.mode == "mixed" else 0.0
+    return [row(e, a, trial.mode, p) for e, a in enumerate(outcome.history, start=1)]
 
 
 # ---- one trial (runs in a worker) ----------------------------------------------------------
 
 
-def run_trial(trial: Trial) -> list[dict[str, Any]]:
-    """Rows of ``results.csv`` for one trial."""
+def run_trial(trial: Trial) -> Outcome:
     with threadpool_limits(1):  # same float summation order on every executor, no oversubscribing
         setup = trial.setup
         digits = _digits(setup.data)
         if trial.mode == "fp32":
             spec = NetworkSpec.parse(trial.network, trial.hidden or None)
-            acc = train_fp32(digits, spec, setup.epochs, trial.seed)
-            return [trial.row(e, a) for e, a in enumerate(acc, start=1)]
+            return Outcome(tuple(train_fp32(digits, spec, setup.epochs, trial.seed)))
         params = TrainParams(
             bench=setup.bench, network=trial.network, hidden=trial.hidden or None,
             epochs=setup.epochs, seed=trial.seed, data=setup.data, curves=setup.curves,
             failures=PAPER_FAILURES if trial.mode == "mixed" else None,
         )
         _, _, trainer = prepare(params, digits=digits, say=_quiet)
-        history = trainer.run()
-        if trial.study == "faults":
-            return inject_faults(trial, trainer)
-        return [trial.row(h["epoch"], h["test_accuracy"]) for h in history]
+        history = tuple(h["test_accuracy"] for h in trainer.run())
+        return Outcome(history, inject_faults(trainer, trial.seed, setup.fractions)
+                       if trial.inject else ())
 
 
-def inject_faults(trial: Trial, trainer: OnlineTrainer) -> list[dict[str, Any]]:
+def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
+                  ) -> tuple[tuple[str, float, float], ...]:
     """Accuracy of a trained network after replacing a fraction p of its devices by stuck-off
     or stuck-on ones.
 
@@ -144,17 +162,17 @@ def inject_faults(trial: Trial, trainer: OnlineTrainer) -> list[dict[str, Any]]:
     """
     backend = trainer.backend
     devices = np.concatenate([layer.devices.ravel() for layer in trainer.layers])
-    order = np.random.default_rng([trial.seed, 5]).permutation(devices)
+    order = np.random.default_rng([seed, 5]).permutation(devices)
     trained = backend.state_dict()
-    rows = []
+    out = []
     for mode in ("stuck_off", "stuck_on"):
-        for p in trial.setup.fractions:
+        for p in fractions:
             modes = trained["mode"].copy()
             modes[order[: round(p * devices.size)]] = MODES[mode]
             backend.set_modes(modes)
-            rows.append(trial.row(trial.setup.epochs, trainer.evaluate(), mode, p))
+            out.append((mode, p, trainer.evaluate()))
             backend.load_state_dict(trained)
-    return rows
+    return tuple(out)
 
 
 @lru_cache(maxsize=2)
@@ -196,15 +214,31 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
         yield client.get_executor()
 
 
-def run_trials(trials: Sequence[Trial], executor: Executor, desc: str = "trials",
-               progress: bool = True) -> pd.DataFrame:
-    """Run ``trials`` on ``executor`` with a progress bar; rows come back in trial order."""
-    results: list[list[dict[str, Any]]] = [[] for _ in trials]
+def run_studies(plan: Mapping[str, Sequence[Trial]], executor: Executor,
+                progress: bool = True) -> dict[str, pd.DataFrame]:
+    """``results.csv`` of every study in ``plan``; a training several studies share runs once."""
+    trainings: dict[Trial, Trial] = {}
+    for trials in plan.values():
+        for t in trials:
+            known = trainings.get(t.training, t)
+            trainings[t.training] = replace(known, inject=known.inject or t.inject)
+    unique = list(trainings.values())
+    outcomes = dict(zip(trainings, run_trials(unique, executor, progress), strict=True))
+    return {study: pd.DataFrame([r for t in trials
+                                 for r in study_rows(study, t, outcomes[t.training])],
+                                columns=COLUMNS)
+            for study, trials in plan.items()}
+
+
+def run_trials(trials: Sequence[Trial], executor: Executor, progress: bool = True
+               ) -> list[Outcome]:
+    """Run ``trials`` on ``executor`` with a progress bar; outcomes come back in trial order."""
+    outcomes: list[Outcome | None] = [None] * len(trials)
     longest_first = sorted(range(len(trials)), key=lambda i: -trials[i].cost)
     futures = {executor.submit(run_trial, trials[i]): i for i in longest_first}
-    with tqdm(total=len(trials), desc=desc, unit="trial", dynamic_ncols=True,
+    with tqdm(total=len(trials), desc="trainings", unit="run", dynamic_ncols=True,
               disable=not progress) as bar:
         for future in as_completed(futures):
-            results[futures[future]] = future.result()
+            outcomes[futures[future]] = future.result()
             bar.update()
-    return pd.DataFrame([r for rows in results for r in rows], columns=COLUMNS)
+    return outcomes

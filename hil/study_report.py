@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TOLERANCE = 1.5  # accuracy points
 KEYS = ["network", "hidden", "mode", "p", "epoch"]
@@ -222,6 +223,7 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
                                 capsize=2, ms=4, label=LABELS[(net, mode)])
             ax.set_title(f"{'single layer' if net == 'single' else 'two layers'} (cf. {fig_no})")
             ax.set_xlabel("training epochs")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(loc="lower right", fontsize=8)
         axes[0].set_ylabel("test accuracy (%)")
     elif study == "faults":
@@ -232,6 +234,7 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
                 ax.errorbar(100 * part["p"], part["mean"], part["sd"], capsize=2, ms=4,
                             marker="o" if mode == "stuck_off" else "^",
                             ls="-" if net == "two" else "--", label=label)
+        ax.set_xticks(100 * np.unique(s["p"]))
         ax.set_xlabel("failed devices (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("failed devices after training (cf. Fig. 7)")

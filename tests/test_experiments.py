@@ -1,0 +1,136 @@
+"""Studies: results.csv schema, determinism across runs and executors, fault-injection sanity,
+the report and its operator errors. Tiny data and epochs keep the module fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hil.cli import main
+from hil.experiments import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def digits_dir(small_data):
+    """300 training and 200 test images: enough for a single layer to learn something."""
+    return small_data
+
+
+FAULTS = ["experiment", "faults", "--seeds", "2", "--epochs", "2", "--fractions", "0,20"]
+
+
+def run_faults(digits_dir, out, *extra) -> pd.DataFrame:
+    assert main([*FAULTS, "--data", str(digits_dir), "--out", str(out), *extra]) == 0
+    return pd.read_csv(out / "results.csv")
+
+
+@pytest.fixture(scope="module")
+def faults_out(digits_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults")
+    run_faults(digits_dir, out, "--workers", "2")
+    return out
+
+
+def test_faults_results_schema_and_outputs(faults_out):
+    df = pd.read_csv(faults_out / "results.csv")
+    assert list(df.columns) == COLUMNS
+    # 2 networks x 2 seeds x 2 modes x 2 fractions, all measured after the last epoch
+    assert len(df) == 16
+    assert set(df["study"]) == {"faults"}
+    assert set(df["mode"]) == {"stuck_off", "stuck_on"}
+    assert sorted(set(df["p"])) == [0.0, 0.2]
+    assert set(df["epoch"]) == {2}
+    assert dict(df.groupby("network")["hidden"].first()) == {"single": 0, "two": 20}
+    assert df["test_accuracy"].between(0, 1).all()
+    for name in ("faults.png", "results.md", "study.json"):
+        assert (faults_out / name).stat().st_size > 0
+
+
+def test_p0_is_the_trained_network_for_both_modes(faults_out):
+    df = pd.read_csv(faults_out / "results.csv")
+    p0 = df[df["p"] == 0].pivot_table("test_accuracy", ["network", "seed"], "mode")
+    assert (p0["stuck_off"] == p0["stuck_on"]).all()
+
+
+def test_stuck_on_hurts_more_than_stuck_off(faults_out):
+    df = pd.read_csv(faults_out / "results.csv")
+    single = df[df["network"] == "single"].groupby(["mode", "p"])["test_accuracy"].mean()
+    trained = single["stuck_off", 0.0]
+    assert trained > 0.5  # the sanity check needs a network that learnt something
+    assert single["stuck_on", 0.2] < single["stuck_off", 0.2] <= trained + 0.05
+    assert single["stuck_on", 0.2] < 0.5 * trained
+
+
+def test_same_results_when_run_again(digits_dir, faults_out, tmp_path):
+    again = run_faults(digits_dir, tmp_path, "--workers", "1")
+    assert (tmp_path / "results.csv").read_bytes() == (faults_out / "results.csv").read_bytes()
+    assert len(again) == 16
+
+
+def test_dask_local_cluster_gives_the_same_results_csv(digits_dir, faults_out, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        run_faults(digits_dir, tmp_path, "--scheduler", cluster.scheduler_address)
+    assert (tmp_path / "results.csv").read_bytes() == (faults_out / "results.csv").read_bytes()
+
+
+def test_report_runs_every_study_and_reuses_them(digits_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["experiment", "report", "--seeds", "1", "--epochs", "2", "--hidden", "5",
+            "--fractions", "0,10", "--data", str(digits_dir), "--workers", "2",
+            "--out", "res", "--markdown", "docs/results.md"]
+    assert main(args) == 0
+    curves = pd.read_csv("res/curves/results.csv")
+    # single and two layers, without and with 6.15 % failed devices, every epoch
+    assert len(curves) == 2 * 2 * 2
+    assert sorted(set(zip(curves["mode"], curves["p"], strict=True))) == [
+        ("mixed", 0.0615), ("ok", 0.0)]
+    hidden = pd.read_csv("res/hidden/results.csv")
+    assert set(hidden["mode"]) == {"ok", "fp32"} and set(hidden["hidden"]) == {5}
+    assert set(hidden["epoch"]) == {1, 2}
+    text = (tmp_path / "docs/results.md").read_text()
+    for link in ("../res/curves/curves.png", "../res/faults/faults.png",
+                 "../res/hidden/hidden.png"):
+        assert f"]({link})" in text
+    assert str(tmp_path) not in text and str(digits_dir) not in text
+    command = next(line for line in text.splitlines() if line.startswith("hil experiment report"))
+    assert {"--seeds 1", "--epochs 2", "--hidden 5", "--fractions 0,10"} <= set(
+        " ".join(pair) for pair in zip(command.split()[3::2], command.split()[4::2], strict=False))
+
+    # the report trains each network once for all studies; alone, a study gives the same rows
+    assert main(["experiment", "faults", "--seeds", "1", "--epochs", "2", "--fractions", "0,10",
+                 "--data", str(digits_dir), "--out", "alone"]) == 0
+    assert Path("alone/results.csv").read_bytes() == Path("res/faults/results.csv").read_bytes()
+
+    before = {s: (tmp_path / f"res/{s}/study.json").stat().st_mtime_ns
+              for s in ("curves", "faults", "hidden")}
+    capsys.readouterr()
+    assert main([*args, "--reuse"]) == 0
+    assert "reusing" in capsys.readouterr().err
+    after = {s: (tmp_path / f"res/{s}/study.json").stat().st_mtime_ns for s in before}
+    assert after == before
+    assert (tmp_path / "docs/results.md").read_text() == text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--seeds", "1,x"], "comma-separated"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--fractions", "0,150"], "percentages must be 0-100"),
+    (["--device-curves", "missing.csv"], "missing.csv"),
+])
+def test_operator_errors_are_one_line(digits_dir, tmp_path, capsys, extra, message):
+    code = main([*FAULTS, "--data", str(digits_dir), "--out", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.startswith("hil: error:") and err.count("\n") == 1
+
+
+def test_hidden_sizes_are_checked(digits_dir, tmp_path, capsys):
+    code = main(["experiment", "hidden", "--hidden", "5,3", "--data", str(digits_dir),
+                 "--out", str(tmp_path)])
+    assert code == 2
+    assert "hidden neurons must be 5-100" in capsys.readouterr().err
