@@ -201,7 +201,9 @@ def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, si
     proc = subprocess.Popen(
         [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data",
          str(tiny_data), "--epochs", "50", "--out", str(tmp_path / "run")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # a test run started in the background inherits SIGINT ignored: give Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while len(emu.pulses) == start and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
