@@ -89,13 +89,23 @@ def wall_times(digits, seed: int, images: int) -> None:
         backend = make_backend(bench)
         trainer = OnlineTrainer(backend, digits, TrainConfig(network=spec.name, seed=seed))
         setup = time.perf_counter() - t0
+        mux, tally = backend.inner.inst.mux.stats, backend.clock.tally
+        scpi = lambda: len(emu.generator.log) + len(emu.smu.log)  # noqa: E731
+        before = (mux.frames, mux.bytes_out + mux.bytes_in, scpi(),
+                  tally.mcu_frames, tally.mcu_bytes, tally.scpi_queries + tally.scpi_writes)
         drivers = train_images(trainer, images)
+        after = (mux.frames, mux.bytes_out + mux.bytes_in, scpi(),
+                 tally.mcu_frames, tally.mcu_bytes, tally.scpi_queries + tally.scpi_writes)
         backend.close()
         safe = emu.is_safe()
+    per = [(a - b) / images for a, b in zip(after, before, strict=True)]
     print(f"host wall time per training image, {images} images: drivers on loopback "
           f"{drivers * 1e3:.1f} ms, simulated backend {sim * 1e3:.2f} ms "
           f"({drivers / sim:.0f}x); opening + reading all {bench.n_devices} devices "
           f"{setup:.1f} s; safe state after close: {safe}")
+    print(f"  link traffic per image, measured on the emulator vs modelled by the bench clock: "
+          f"MCU frames {per[0]:.1f} vs {per[3]:.1f}, MCU bytes {per[1]:.0f} vs {per[4]:.0f}, "
+          f"SCPI messages {per[2]:.1f} vs {per[5]:.1f}")
 
 
 def epoch(digits, seed: int) -> None:

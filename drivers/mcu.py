@@ -533,37 +533,38 @@ class _Failure(Exception):
 
 def pack_table(routes: Sequence[Route], limit: int = MAX_LINE - 32) -> list[str]:
     """Commands that store ``routes`` as table entries 0.. in few frames: runs of routes that
-    differ only by a column stepping by one become ``TBL SCAN``; the rest are packed into
-    ``TBL SET`` frames of several ``;``-separated routes up to ``limit`` bytes."""
+    differ only by a column stepping by one become ``TBL SCAN`` specs (several ``;``-separated
+    specs per frame); the rest are packed into ``TBL SET`` frames of several ``;``-separated
+    routes, each frame up to ``limit`` bytes."""
     commands: list[str] = []
-    pending: list[str] = []
-    start = 0
+    pending: list[str] = []  # parts of the frame being filled, all of one verb
+    verb, start = "", 0
 
     def flush() -> None:
         if pending:
-            commands.append(f"TBL SET {start} " + ";".join(pending))
+            commands.append(f"TBL {verb} {start} " + ";".join(pending))
             pending.clear()
+
+    def add(kind: str, at: int, part: str) -> None:
+        nonlocal verb, start
+        size = len(f"TBL {verb} {start} ") + sum(len(p) + 1 for p in pending) + len(part)
+        if pending and (kind != verb or size > limit):
+            flush()
+        if not pending:
+            verb, start = kind, at
+            part = part.removeprefix(f"{at} ") if kind == "SCAN" else part
+        pending.append(part)
 
     i = 0
     while i < len(routes):
         run = _scan_run(routes, i)
         if run >= 3:
-            flush()
             first, last = routes[i], routes[i + run - 1]
             masks = " ".join(f"{b}:{m:03X}" for b, _, m in first.groups)
-            commands.append(f"TBL SCAN {i} {first.kind} {first.groups[0][1]}-"
-                            f"{last.groups[0][1]} {masks}")
+            add("SCAN", i, f"{i} {first.kind} {first.groups[0][1]}-{last.groups[0][1]} {masks}")
             i += run
-            start = i
             continue
-        text = routes[i].text
-        if pending and len(f"TBL SET {start} ") + sum(len(p) + 1 for p in pending) + len(
-            text) > limit:
-            flush()
-            start = i
-        if not pending:
-            start = i
-        pending.append(text)
+        add("SET", i, routes[i].text)
         i += 1
     flush()
     return commands
@@ -571,7 +572,8 @@ def pack_table(routes: Sequence[Route], limit: int = MAX_LINE - 32) -> list[str]
 
 def parse_table_command(args: str) -> tuple[int, list[Route]]:
     """``(start, routes)`` of the arguments of ``TBL SET`` / ``TBL SCAN`` (the text after
-    ``TBL``), the inverse of :func:`pack_table`; raises :class:`RouteSyntaxError`."""
+    ``TBL``), the inverse of :func:`pack_table`; raises :class:`RouteSyntaxError`. Each further
+    ``;``-separated scan spec carries its own start index, which must follow on."""
     words = args.split(" ", 2)
     if len(words) != 3 or not words[1].isdigit():
         raise RouteSyntaxError(1, f"bad table command {args!r}")
@@ -579,17 +581,28 @@ def parse_table_command(args: str) -> tuple[int, list[Route]]:
     if verb == "SET":
         return start, [Route.parse(text) for text in rest.split(";")]
     if verb == "SCAN":
-        kind, span, *masks = rest.split(" ")
-        try:
-            first, last = (_decimal(c) for c in span.split("-"))
-            pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
-        except ValueError as exc:
-            raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
-        if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:
-            raise RouteSyntaxError(1 if kind in ("PUL", "MAC") else 2, f"bad scan {args!r}")
-        return start, [Route(kind, tuple((b, c, m) for b, m in pairs))
-                       for c in range(first, last + 1)]
+        routes: list[Route] = []
+        for n, spec in enumerate(rest.split(";")):
+            if n:
+                at, _, spec = spec.partition(" ")
+                if not at.isdigit() or int(at) != start + len(routes):
+                    raise RouteSyntaxError(1, f"scan spec {n} does not follow on in {args!r}")
+            routes += _scan_spec(spec, args)
+        return start, routes
     raise RouteSyntaxError(2, f"unknown table command {verb!r}")
+
+
+def _scan_spec(spec: str, args: str) -> list[Route]:
+    """Entries of one scan spec ``<kind> <c1>-<c2> <board>:<rowmask> ...``."""
+    kind, span, *masks = spec.split(" ")
+    try:
+        first, last = (_decimal(c) for c in span.split("-"))
+        pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
+    except ValueError as exc:
+        raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
+    if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:
+        raise RouteSyntaxError(1 if kind in ("PUL", "MAC") else 2, f"bad scan {args!r}")
+    return [Route(kind, tuple((b, c, m) for b, m in pairs)) for c in range(first, last + 1)]
 
 
 def _scan_run(routes: Sequence[Route], i: int) -> int:

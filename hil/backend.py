@@ -17,6 +17,7 @@ import numpy as np
 
 import hil.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
 from hil.bench import Bench
+from hil.network import bit_planes, plane_weights
 
 SET, RESET = 1, -1
 
@@ -44,6 +45,9 @@ class OpCounts:
 
 class Backend(ABC):
     """A bench that can pulse, read and MAC-read devices."""
+
+    # True where a read costs no bench time (a simulator): the trainer may then read ahead
+    free_reads = False
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
@@ -76,6 +80,19 @@ class Backend(ABC):
         ``inputs`` is (k, rows) of 0/1; the result is (k, cols), one MAC read per vector, with
         the bench's read voltage on every selected bit line.
         """
+
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Column currents (uA) for multi-bit inputs, applied as binary bit-planes.
+
+        ``levels`` is (n, rows) of 0-15 (or -15..15 with ``signed``: positive and negative part
+        in two passes); each plane is one MAC read of binary bit-line patterns, and the host
+        sums the planes' currents weighted by 2^b / 15, so the result is what inputs
+        ``levels / 15`` would give. Backends that can compute this sum directly override it.
+        """
+        planes = bit_planes(levels, signed)
+        n, k, rows = planes.shape
+        current = self.mac(array, planes.reshape(n * k, rows)).reshape(n, k, -1)
+        return np.matmul(plane_weights(signed), current)
 
     def close(self) -> None:
         """Leave the bench safe: outputs off, switches open. Idempotent."""

@@ -32,6 +32,8 @@ from hil.bench import CELLS, Bench
 from hil.classify import FAILED, Settings, classify, open_lines
 from hil.curves import Curves, curves_from_frame
 from hil.faults import LineFault
+from hil.sequencer import Sequencer
+from sequences.basic import Mac, Op, Pulse, Read, Sequence, run
 from sequences.characterize import (
     board_devices,
     fabric_selftest,
@@ -40,29 +42,8 @@ from sequences.characterize import (
     read_map,
     response_curves,
 )
-from sequences.ops import Mac, Op, Plan, Pulse, Read, run
 
 READ_COLUMNS = ["board", "row", "col", "sequence", "step", "conductance_uS"]
-
-
-@dataclass(frozen=True)
-class OpTimes:
-    """Seconds per operation if each were its own transaction on the bench -- MCU route with
-    switch read-back (~1 ms), SCPI round trip (~1 ms), settling, SMU aperture or pulse width.
-
-    This is the stand-in for the sequencer's bench clock (hardware issue): once that is on main,
-    :func:`predict_bench_seconds` should ask the clock instead, and this class goes.
-    """
-
-    pulse: float = 2.1e-3
-    read: float = 2.3e-3
-    mac_column: float = 1.3e-3  # one column current within a MAC vector (list sweep point)
-
-
-def predict_bench_seconds(bench: Bench, counts: OpCounts, times: OpTimes = OpTimes()) -> float:
-    """Predicted duration on a real bench of the operations in ``counts`` (see :class:`OpTimes`)."""
-    return (counts.pulses * (times.pulse + bench.pulses.width)
-            + counts.device_reads * times.read + counts.mac_reads * times.mac_column)
 
 
 @dataclass
@@ -77,7 +58,8 @@ class Result:
     curves: Curves | None  # measured response curves (memristor conductance)
     curve_traces: tuple[np.ndarray, np.ndarray] | None  # the same as cell conductance
     counts: OpCounts  # operations of this characterisation
-    bench_seconds: float
+    bench_seconds: float  # their duration on the bench, from the sequencer's bench clock
+    sequencing: str  # how the sequencer batched them ("batched" or "naive")
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -92,7 +74,7 @@ def _boards_of(bench: Bench, devices: np.ndarray) -> list[int]:
     return [bench.board_ids[p] for p in pos]
 
 
-def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False) -> Plan[dict]:
+def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False) -> Sequence:
     """The whole characterisation of ``devices`` as one sequence (see the module docstring)."""
     boards = _boards_of(bench, devices)
     current = yield from fabric_selftest(bench, boards)
@@ -224,14 +206,21 @@ def characterize(
     form: bool = False,
     tick: Callable[[], Any] | None = None,
 ) -> Result:
-    """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured."""
+    """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured.
+
+    Every operation goes through a :class:`~hil.sequencer.Sequencer` (limits checked, batched,
+    timed on the bench clock): ``backend`` itself if it is one (the instrument backend), else one
+    wrapped around it, so a run on the simulated bench predicts the time on the real one.
+    """
     bench = backend.bench
+    clocked = backend if isinstance(backend, Sequencer) else Sequencer(backend)
     devices = np.unique(np.asarray(devices, dtype=np.int64))
     keep = np.zeros(bench.n_devices, dtype=bool)
     keep[board_devices(bench, _boards_of(bench, devices))] = True
     log = _Log(bench, keep, tick)
     before = OpCounts(**backend.counts.as_dict())
-    out = run(plan(bench, devices, s, form), backend, log)
+    started = clocked.bench_seconds
+    out = run(plan(bench, devices, s, form), clocked, log)
     counts = OpCounts(**{k: v - getattr(before, k) for k, v in backend.counts.as_dict().items()})
     lab = bench.labels(devices)
     table = pd.concat([
@@ -243,5 +232,6 @@ def characterize(
     return Result(
         devices=devices, table=table, fabric=out["fabric"], reads=log.frame(),
         response=out["response"], curves=out["curves"], curve_traces=out["curve_traces"],
-        counts=counts, bench_seconds=predict_bench_seconds(bench, counts),
+        counts=counts, bench_seconds=clocked.bench_seconds - started,
+        sequencing=clocked.settings.mode,
     )

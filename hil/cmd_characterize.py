@@ -189,6 +189,7 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
         "curve_devices": 0 if result.curves is None else len(result.curves.ids),
         "operations": result.counts.as_dict(),
         "predicted_bench_seconds": round(result.bench_seconds, 3),
+        "sequencing": result.sequencing,
     }
     plots.board_maps(bench, result, out / "maps")
     plots.conductance_cdf(result, out / "conductance-cdf.png")
@@ -231,7 +232,8 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
     print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
           f"in {summary['wall_seconds']:.1f} s; predicted bench time "
-          f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss)")
+          f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss, {result.sequencing} "
+          "sequencer)")
     print(f"modes: {counts}")
     if result.fabric:
         print("fabric faults (fix the board, not the devices): " + "; ".join(
@@ -244,7 +246,8 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
         print(failed.to_string(index=False))
     if result.curves is not None:
         print(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
-              f"(use as [sim] curves); registry: {registry}")
+              "(point a bench file's [sim] curves at it, or hil experiment --device-curves)")
+    print(f"device registry: {registry}")
 
 
 # ---- devices --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from hil.errors import HilError
 from hil.faults import MODE_NAMES, FailureRate, read_fault_map
 from hil.network import NetworkSpec
 from hil.records import RunStore
+from hil.registry import flagged_devices
 from hil.trainer import OnlineTrainer, TrainConfig
 
 
@@ -39,6 +40,8 @@ class TrainParams:
     failures: str | None = None
     fault_map: str | None = None
     checkpoint_every: int = 1000
+    registry: str | None = None
+    exclude_flagged: bool = False
     curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
 
 
@@ -66,6 +69,7 @@ def prepare(params: TrainParams, digits: Digits | None = None,
         raise HilError("--failures/--fault-map simulate failed devices: sim backend only")
     elif params.curves is not None:
         raise HilError("device response curves drive the simulator: sim backend only")
+    excluded = _flagged_cells(bench, params, say)
     digits = digits if digits is not None else load_digits(params.data, say=say)
     backend = make_backend(bench, **kwargs)
     if rehearse:
@@ -74,7 +78,24 @@ def prepare(params: TrainParams, digits: Digits | None = None,
         backend = clocked(backend)
     config = TrainConfig(network=spec.name, epochs=params.epochs, seed=params.seed,
                          update=params.update, checkpoint_every=params.checkpoint_every)
-    return bench, backend, OnlineTrainer(backend, digits, config)
+    return bench, backend, OnlineTrainer(backend, digits, config, excluded=excluded)
+
+
+def _flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
+    """Cells characterisation flagged and nobody has replaced: refuse to train on them, or
+    (``--exclude-flagged``) never pulse them. Either way the operator is told which."""
+    flagged = flagged_devices(bench, params.registry)
+    if flagged.empty:
+        return None
+    cells = ", ".join(f"board {r.board} chip {r.chip} pad {r.pad} ({r.mode})"
+                      for r in flagged.head(5).itertuples())
+    more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+    if not params.exclude_flagged:
+        raise HilError(f"{len(flagged)} cells of this network are flagged and not replaced: "
+                       f"{cells}{more}; replace them (hil devices replace) or pass "
+                       f"--exclude-flagged")
+    say(f"excluding {len(flagged)} flagged cells from updates: {cells}{more}")
+    return flagged["device"].to_numpy()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +118,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--failures", metavar="RATE[:MIX]",
                    help="fail this fraction of devices at random, MIX of them stuck-on")
     g.add_argument("--fault-map", metavar="CSV", help="failed devices: board,row,col,mode")
+    p.add_argument("--registry", metavar="PATH", help="device registry to check for flagged "
+                   "cells (default: $HIL_REGISTRY, else the user's data directory)")
+    p.add_argument("--exclude-flagged", action="store_true",
+                   help="train with flagged, unreplaced cells left alone instead of refusing")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                    help="images between checkpoints (and one after every epoch)")
     p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
@@ -126,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             failures=args.failures,
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
             checkpoint_every=args.checkpoint_every,
+            registry=str(Path(args.registry).resolve()) if args.registry else None,
+            exclude_flagged=args.exclude_flagged,
         )
         if args.dry_run:
             from hil.dryrun import dry_run

@@ -42,7 +42,7 @@ def dry_run(params, prepare: Callable) -> int:
     inner: Sequencer = outer.inner  # type: ignore[assignment]
     c = backend.counts
     images = params.epochs * n
-    print(f"dry run of {trainer.spec.name}, {params.epochs} epochs x {n} images on bench "
+    print(f"dry run of {trainer.spec.name}, {params.epochs} epoch(s) x {n} images on bench "
           f"{bench.name} (rehearsed on the simulated bench in {time.monotonic() - t0:.0f} s; "
           f"nothing moved)")
     print(f"  operations: {c.set_pulses} SET + {c.reset_pulses} RESET pulses, "
@@ -50,9 +50,10 @@ def dry_run(params, prepare: Callable) -> int:
           f"(test evaluation every epoch included)")
     for label, seq in ((outer.settings.mode, outer), ("naive", inner)):
         t = seq.clock.tally
-        print(f"  {label:>8}: {_duration(t.seconds)} on the bench ({t.seconds / images * 1e3:.1f} "
-              f"ms per training image), {t.transactions} transactions, {t.mcu_frames} MCU "
-              f"frames, {t.scpi_queries} SCPI queries")
+        print(f"  {label:>8}: {_duration(t.seconds)} on the bench "
+              f"({t.seconds / images * 1e3:.1f} ms per training image, evaluation included), "
+              f"{t.transactions} transactions, {t.mcu_frames} MCU frames, "
+              f"{t.scpi_queries} SCPI queries")
     floor = outer.clock.tally.floor
     print(f"     floor: {_duration(floor)} (apertures + settling + pulse widths alone)")
     print(f"  final rehearsed test accuracy {100 * trainer.history[-1]['test_accuracy']:.2f} %")

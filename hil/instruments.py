@@ -67,13 +67,24 @@ class Instruments:
             stack.pop_all()
 
     def safe(self) -> list[str]:
-        """Outputs off and switches open; returns the problems met (empty when all is safe)."""
+        """Outputs off and switches open; returns the problems met (empty when all is safe).
+
+        An interrupted exchange can leave a stale reply (say ``*OPC?``'s ``1``) on a SCPI
+        link, which the next query would take for its answer: on a failure the link's input
+        is drained and the step tried once more."""
         problems = []
-        for step in (self.generator.output_off, self.smu.output_off, self.mux.open_all):
-            try:
-                step()
-            except (InstrumentError, OSError) as exc:
-                problems.append(str(exc))
+        steps = ((self.generator.output_off, self.generator),
+                 (self.smu.output_off, self.smu), (self.mux.open_all, None))
+        for step, scpi in steps:
+            for attempt in (1, 2):
+                try:
+                    step()
+                    break
+                except (InstrumentError, OSError) as exc:
+                    if attempt == 2 or scpi is None:
+                        problems.append(str(exc))
+                        break
+                    _drain(scpi.resource)
         return problems
 
     def close(self) -> list[str]:
@@ -82,6 +93,19 @@ class Instruments:
             with contextlib.suppress(InstrumentError, OSError):
                 inst.close()
         return problems
+
+
+def _drain(resource: Any, timeout_ms: float = 100.0) -> None:
+    """Read and drop whatever replies are waiting on a pyvisa resource."""
+    old = resource.timeout
+    resource.timeout = timeout_ms
+    try:
+        for _ in range(100):
+            resource.read()
+    except Exception:  # a timeout is the expected end of the drain
+        pass
+    finally:
+        resource.timeout = old
 
 
 class InstrumentBackend(Backend):

@@ -63,40 +63,42 @@ class NetworkSpec:
                                                             strict=False)]
 
 
-def pixel_planes(pixels: np.ndarray) -> np.ndarray:
-    """(n, 64) pixels 0-16 -> (n, 4, 65) bit-planes, bias row last."""
+def pixel_levels(pixels: np.ndarray) -> np.ndarray:
+    """(n, 64) pixels 0-16 -> (n, 65) levels 0-15 with the bias row (level 15) last."""
     q = np.minimum(np.asarray(pixels, dtype=np.int64), LEVELS)
-    bits = (q[:, None, :] >> np.arange(BITS)[None, :, None]) & 1
-    bias = np.ones((q.shape[0], BITS, 1), dtype=np.int64)
-    return np.concatenate([bits, bias], axis=2).astype(np.float64)
+    return np.hstack([q, np.full((q.shape[0], 1), LEVELS, dtype=np.int64)])
 
 
-_BITS_OF = ((np.arange(LEVELS + 1)[:, None] >> np.arange(BITS)) & 1).astype(np.float64)
+def activation_levels(h: np.ndarray) -> np.ndarray:
+    """(n, H) activations in [-1, 1] -> (n, H + 1) signed levels -15..15, bias row last."""
+    q = np.empty((h.shape[0], h.shape[1] + 1), dtype=np.int64)
+    np.rint(h * LEVELS, out=q[:, :-1], casting="unsafe")
+    q[:, -1] = LEVELS
+    return q
 
 
-def signed_planes(h: np.ndarray) -> np.ndarray:
-    """(n, H) activations in [-1, 1] -> (n, 8, H + 1): 4 planes of the positive part with the
-    bias row set, then 4 planes of the negative part."""
-    h = np.asarray(h, dtype=np.float64)
-    q = np.rint(np.abs(h) * LEVELS).astype(np.int64)
-    n, width = h.shape
-    out = np.zeros((n, 2 * BITS, width + 1))
-    pos = h > 0
-    out[:, :BITS, :width] = _BITS_OF[np.where(pos, q, 0)].transpose(0, 2, 1)
-    out[:, BITS:, :width] = _BITS_OF[np.where(pos, 0, q)].transpose(0, 2, 1)
-    out[:, :BITS, width] = 1.0
-    return out
+def plane_weights(signed: bool) -> np.ndarray:
+    """Weight of each bit-plane's column currents: 2^b / 15, negative for the negative pass."""
+    return SIGNED_WEIGHTS if signed else PLANE_WEIGHTS
 
 
-def quantised(h: np.ndarray) -> np.ndarray:
-    """The signed 4-bit values that :func:`signed_planes` applies, as the host sees them."""
-    return np.rint(h * LEVELS) / LEVELS
+def bit_planes(levels: np.ndarray, signed: bool) -> np.ndarray:
+    """Binary bit-line patterns of (n, rows) levels: (n, 4, rows) for levels 0-15, or
+    (n, 8, rows) for signed levels (the positive part's 4 planes, then the negative part's)."""
+    levels = np.asarray(levels, dtype=np.int64)
+    shifts = np.arange(BITS)[None, :, None]
+    if not signed:
+        return ((levels[:, None, :] >> shifts) & 1).astype(np.float64)
+    pos = (np.maximum(levels, 0)[:, None, :] >> shifts) & 1
+    neg = (np.maximum(-levels, 0)[:, None, :] >> shifts) & 1
+    return np.concatenate([pos, neg], axis=1).astype(np.float64)
 
 
-def decode_planes(planes: np.ndarray) -> np.ndarray:
-    """The input values the planes represent (inverse of the encoders, for the host side)."""
-    weights = PLANE_WEIGHTS if planes.shape[-2] == BITS else SIGNED_WEIGHTS
-    return np.einsum("...kr,k->...r", planes, weights)
+# Sum over planes of (plane weight)^2 for the bits of a level: how the read noise of the planes
+# a row takes part in adds up (a signed row is driven in one pass only).
+LEVEL_NOISE_WEIGHT = np.array(
+    [sum(PLANE_WEIGHTS[b] ** 2 for b in range(BITS) if (v >> b) & 1) for v in range(LEVELS + 1)]
+)
 
 
 def forward(xs: np.ndarray, weights: list[np.ndarray]) -> list[np.ndarray]:

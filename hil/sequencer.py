@@ -28,6 +28,7 @@ from hil.backend import RESET, SET, Backend
 from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.errors import HilError
 from hil.hardware import ClockSettings, SequencerSettings, clock_settings, sequencer_settings
+from hil.network import bit_planes
 
 # modelled frame sizes on the MCU link (bytes): "<seq> " + " *XXXX\n" out, "<seq> OK *XXXX\n" in
 FRAME_OUT, FRAME_IN = 12, 14
@@ -105,14 +106,16 @@ class BenchClock:
         self.tally = Tally()
         self._shape: tuple[float, float, int] | None = None
 
-    def _link(self, queries: int, writes: int, frames: int, nbytes: int) -> float:
+    def _link(self, queries: int, writes: int, frames: int, nbytes: int,
+              repeat: int = 1) -> float:
+        """Time of ``repeat`` identical exchanges on the SCPI and MCU links."""
         c, t = self.c, self.tally
-        t.scpi_queries += queries
-        t.scpi_writes += writes
-        t.mcu_frames += frames
-        t.mcu_bytes += nbytes
-        return (queries * c.scpi_round_trip + writes * c.scpi_round_trip * 0.1
-                + frames * c.mcu_round_trip + nbytes * 10.0 / c.mcu_baud)
+        t.scpi_queries += repeat * queries
+        t.scpi_writes += repeat * writes
+        t.mcu_frames += repeat * frames
+        t.mcu_bytes += repeat * nbytes
+        return repeat * (queries * c.scpi_round_trip + writes * c.scpi_round_trip * 0.1
+                         + frames * c.mcu_round_trip + nbytes * 10.0 / c.mcu_baud)
 
     def _mcu(self, points: int, data_bytes: int, data_frames: int, groups: int) -> tuple[int, int]:
         """Frames and bytes to put ``points`` routes in place: one verified route, or a table
@@ -136,7 +139,7 @@ class BenchClock:
         writes = 1 + 9 * configure
         link = self._link(queries, writes, frames, nbytes)
         if repeat > 1:  # the same shape again: no configuration
-            link += (repeat - 1) * self._link(1, 1, frames, nbytes)
+            link += self._link(1, 1, frames, nbytes, repeat - 1)
         physical = steps * (c.mux_settling + width)
         t = self.tally
         t.transactions += repeat
@@ -153,9 +156,9 @@ class BenchClock:
         frames, nbytes = self._mcu(points, data_bytes, data_frames, groups)
         if points == 1:
             queries, writes = 1, 1
-        else:  # list begin, list chunks, sweep, init, *WAI; fetch + error check
-            queries, writes = 2, 4 + math.ceil(points / LIST_CHUNK)
-        link = repeat * self._link(queries, writes, frames, nbytes)
+        else:  # clear buffer, list chunks, trigger model (7 blocks), init, *WAI; fetch + errors
+            queries, writes = 2, 10 + math.ceil(points / LIST_CHUNK)
+        link = self._link(queries, writes, frames, nbytes, repeat)
         physical = repeat * points * (c.mux_settling + c.smu_aperture)
         t = self.tally
         t.transactions += repeat
@@ -338,20 +341,25 @@ class Sequencer(Backend):
                 nbytes = per_route * points
                 self.clock.read(points, nbytes, math.ceil(nbytes / 4000), 1, repeat=repeat)
 
-    def _clock_mac(self, array: str, inputs: np.ndarray, txs: list[MacTx]) -> None:
+    def _clock_mac(self, array: str, inputs: np.ndarray) -> None:
+        """Clock the MAC reads of ``inputs`` as :meth:`plan_mac` would batch them, computed
+        from the inputs alone (a dry run never builds per-reading transactions)."""
         spec = self.bench.arrays[array]
-        board_rows = len(spec.grid)
-        board_cols = len(spec.grid[0])
-        if self.naive:
-            for tx in txs:
-                groups = int(_row_blocks(tx.inputs, board_rows).sum())
-                self.clock.read(1, 4 + GROUP_BYTES * groups, 0, groups)
+        board_rows, board_cols = len(spec.grid), len(spec.grid[0])
+        cols = spec.shape[1]
+        live = inputs[inputs.any(axis=1)]
+        blocks = _row_blocks(live, board_rows).sum(axis=1)  # boards driven, per vector
+        if self.naive:  # one route and one spot reading per vector and column
+            for groups, n in zip(*np.unique(blocks, return_counts=True), strict=True):
+                self.clock.read(1, 4 + GROUP_BYTES * int(groups), 0, int(groups),
+                                repeat=int(n) * cols)
             return
-        for tx in txs:
-            blocks = _row_blocks(tx.inputs, board_rows).sum(axis=1)  # boards per vector
-            k = tx.inputs.shape[0]
-            nbytes = int(board_cols * (k * SCAN_HEAD + 7 * blocks.sum()))
-            self.clock.read(k * tx.columns.size, nbytes, k * board_cols, int(blocks.max()))
+        per = max(1, self._read_capacity() // cols)
+        for i in range(0, live.shape[0], per):
+            b = blocks[i:i + per]
+            # one scan per vector and board column, several scans per frame
+            nbytes = int(board_cols * (b.size * SCAN_HEAD + 7 * b.sum()))
+            self.clock.read(b.size * cols, nbytes, math.ceil(nbytes / 4000), int(b.max()))
 
     # ---- the Backend interface -----------------------------------------------------------
 
@@ -380,19 +388,32 @@ class Sequencer(Backend):
             return np.concatenate(out) if out else np.zeros(0)
         return self.inner.read(dev)
 
-    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+    def _check_mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
         if array not in self.bench.arrays:
             raise SequenceError(f"no array named {array!r}")
         x = np.asarray(inputs)
-        rows, cols = self.bench.arrays[array].shape
+        rows = self.bench.arrays[array].shape[0]
         if x.ndim != 2 or x.shape[1] != rows:
             raise SequenceError(f"MAC inputs of {array} must be (k, {rows}), got {x.shape}")
         if not np.isin(x, (0, 1)).all():
             raise SequenceError("MAC inputs must be binary (0/1)")
-        txs, live = self.plan_mac(array, x)
-        self._clock_mac(array, x, txs)
+        return x
+
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
+        if hasattr(self.inner, "execute"):  # every read really happens: MAC by MAC
+            return super().mac_levels(array, levels, signed)
+        planes = bit_planes(levels, signed)
+        n, k, rows = planes.shape
+        self._clock_mac(array, self._check_mac(array, planes.reshape(n * k, rows)))
+        return self.inner.mac_levels(array, levels, signed)  # the inner backend's fast path
+
+    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+        x = self._check_mac(array, inputs)
+        self._clock_mac(array, x)
         if not hasattr(self.inner, "execute"):
             return self.inner.mac(array, x)
+        cols = self.bench.arrays[array].shape[1]
+        txs, live = self.plan_mac(array, x)
         out = np.zeros((x.shape[0], cols))
         if self.naive:
             values = np.array([self.inner.execute(tx)[0, 0] for tx in txs])

@@ -19,6 +19,7 @@ Model (all vectorised over devices, parameters in the ``[sim]`` section of the b
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from hil.backend import SET, Backend
 from hil.bench import Bench
 from hil.curves import Curves, load_curves
 from hil.faults import OPEN, SHORT, STUCK_OFF, STUCK_ON
+from hil.network import BITS, LEVEL_NOISE_WEIGHT, LEVELS
 
 _G_OFFSET = 1000.0  # separates curves in the concatenated lookup tables (uS)
 _N_OFFSET = 100000.0  # separates curves in pulse-position space
@@ -39,25 +41,36 @@ class _Branch:
 
     def __init__(self, branches: tuple[np.ndarray, ...], increasing: bool) -> None:
         sign = 1.0 if increasing else -1.0
-        self.sign = sign
+        self.increasing = increasing
         self.g = np.concatenate([sign * b + k * _G_OFFSET for k, b in enumerate(branches)])
         self.n = np.concatenate(
             [np.arange(len(b)) + k * _N_OFFSET for k, b in enumerate(branches)]
         )
-        self.lo = np.array([min(sign * b[0], sign * b[-1]) for b in branches])
-        self.hi = np.array([max(sign * b[0], sign * b[-1]) for b in branches])
-        self.last = np.array([len(b) - 1 for b in branches], dtype=np.float64)
+        # per curve: lowest and highest (signed) conductance, last position, both offsets
+        self.table = np.array([
+            (min(sign * b[0], sign * b[-1]), max(sign * b[0], sign * b[-1]), len(b) - 1,
+             k * _G_OFFSET, k * _N_OFFSET) for k, b in enumerate(branches)
+        ])
 
     def step(self, g: np.ndarray, curve: np.ndarray, dn: np.ndarray) -> np.ndarray:
-        key = np.clip(self.sign * g, self.lo[curve], self.hi[curve]) + curve * _G_OFFSET
-        pos = np.interp(key, self.g, self.n) - curve * _N_OFFSET
-        pos = np.minimum(pos + dn, self.last[curve]) + curve * _N_OFFSET
-        g_new = self.sign * (np.interp(pos, self.n, self.g) - curve * _G_OFFSET)
-        g_new = np.maximum(g, g_new) if self.sign > 0 else np.minimum(g, g_new)
-        return np.where(dn > 0, g_new, g)  # no step: a device off its curve stays put
+        lo, hi, last, g_off, n_off = self.table[curve].T
+        key = np.clip(g if self.increasing else -g, lo, hi)
+        key += g_off
+        pos = np.interp(key, self.g, self.n)
+        pos += dn
+        np.minimum(pos, last + n_off, out=pos)
+        new = np.interp(pos, self.n, self.g)
+        new -= g_off
+        if self.increasing:
+            np.maximum(g, new, out=new)
+        else:
+            np.minimum(g, -new, out=new)
+        return np.where(dn > 0, new, g)  # no step: a device off its curve stays put
 
 
 class SimBackend(Backend):
+    free_reads = True
+
     def __init__(
         self,
         bench: Bench,
@@ -83,12 +96,12 @@ class SimBackend(Backend):
         self._index = {a: bench.array_devices(a) for a in bench.arrays}
         self._array_id = {a: i for i, a in enumerate(self._index)}
         self._owner = np.full(n, -1, dtype=np.int64)  # which array a device belongs to
-        self._slot = np.zeros(n, dtype=np.int64)  # its flat position in the cached [G | G^2]
+        self._slot = np.zeros(n, dtype=np.int64)  # its flat position in its array
         for name, idx in self._index.items():
-            rows, cols = np.indices(idx.shape)
             self._owner[idx] = self._array_id[name]
-            self._slot[idx] = rows * 2 * idx.shape[1] + cols
-        self._cache: dict[str, np.ndarray] = {}
+            self._slot[idx] = np.arange(idx.size).reshape(idx.shape)
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._live_scale = self.scale.copy()  # step scale, zero for devices that ignore pulses
         if modes is not None:
             self.set_modes(modes)
 
@@ -105,6 +118,7 @@ class SimBackend(Backend):
         self.g[modes == OPEN] = 0.0
         self.g[modes == SHORT] = _SHORT_G
         self.mode = modes.copy()
+        self._live_scale = np.where(self.mode == 0, self.scale, 0.0)
         self._cache.clear()
 
     # ---- physics --------------------------------------------------------------------------
@@ -114,10 +128,9 @@ class SimBackend(Backend):
         s = self.bench.sim
         if voltage < s.switch_threshold:
             return 0.0
-        return float(
-            np.exp((voltage - s.reference_voltage) / s.amplitude_scale)
-            * (width / s.reference_width) ** s.width_exponent
-        )
+        return math.exp((voltage - s.reference_voltage) / s.amplitude_scale) * (
+            width / s.reference_width
+        ) ** s.width_exponent
 
     def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
         devices = np.asarray(devices, dtype=np.int64)
@@ -127,32 +140,29 @@ class SimBackend(Backend):
         width = p.width if width is None else width
         count = np.asarray(count, dtype=np.float64)
         total = int(count.sum()) if count.ndim else int(count) * devices.size
-        scalar = np.ndim(polarity) == 0
-        if scalar:
-            up = polarity == SET
-            n_set = total if up else 0
-        else:
-            up = np.asarray(polarity) == SET
-            n_set = int(np.broadcast_to(count, devices.shape)[up].sum())
-        self.counts.set_pulses += n_set
-        self.counts.reset_pulses += total - n_set
         v_set = p.set_voltage if voltage is None else abs(voltage)
         v_reset = abs(p.reset_voltage) if voltage is None else abs(voltage)
         noise = self.rng.standard_normal(devices.size)
-        noise *= self.bench.sim.cycle_noise * np.sqrt(count)
-        dn = np.maximum(self.scale[devices] * (count + noise), 0.0)
+        noise *= np.sqrt(count) * self.bench.sim.cycle_noise
+        noise += count
+        np.maximum(noise, 0.0, out=noise)
+        dn = noise * self._live_scale[devices]  # stuck devices: no step
         g = self.g[devices]
         curve = self.curve[devices]
-        if scalar:
-            branch = self._set if up else self._reset
-            new = branch.step(g, curve, dn * self.drive(v_set if up else v_reset, width))
+        up = np.asarray(polarity) == SET
+        if up.ndim == 0 or up.all() or not up.any():
+            one = bool(up.all())
+            n_set = total if one else 0
+            branch = self._set if one else self._reset
+            new = branch.step(g, curve, dn * self.drive(v_set if one else v_reset, width))
         else:
-            new = np.where(
-                up,
-                self._set.step(g, curve, dn * self.drive(v_set, width)),
-                self._reset.step(g, curve, dn * self.drive(v_reset, width)),
-            )
-        new = np.where(self.mode[devices] == 0, new, g)
+            up = np.broadcast_to(up, devices.shape)
+            n_set = int(np.broadcast_to(count, devices.shape)[up].sum())
+            new = np.empty_like(g)
+            for mask, branch, v in ((up, self._set, v_set), (~up, self._reset, v_reset)):
+                new[mask] = branch.step(g[mask], curve[mask], dn[mask] * self.drive(v, width))
+        self.counts.set_pulses += n_set
+        self.counts.reset_pulses += total - n_set
         self.g[devices] = new
         self._update_cache(devices, new)
 
@@ -168,38 +178,49 @@ class SimBackend(Backend):
         b = self.bench
         return np.minimum(g, b.limits.current_compliance / b.pulses.read_voltage * 1e6)
 
-    def _array(self, array: str) -> np.ndarray:
-        """[G | G^2] of an array's apparent conductances, kept current across pulses so a MAC
-        read is one matrix product."""
+    def _array(self, array: str) -> tuple[np.ndarray, np.ndarray]:
+        """G and G^2 of an array's apparent conductances, kept current across pulses so a MAC
+        read is a matrix product."""
         hit = self._cache.get(array)
         if hit is None:
             g = self.apparent(self.g[self._index[array]])
-            hit = self._cache[array] = np.hstack([g, g * g])
+            hit = self._cache[array] = (g, g * g)
         return hit
 
     def _update_cache(self, devices: np.ndarray, g: np.ndarray) -> None:
         owner = self._owner[devices]
-        for name, cached in self._cache.items():
+        for name, (cached, squared) in self._cache.items():
             mine = owner == self._array_id[name]
             if mine.any():
                 slot = self._slot[devices[mine]]
                 ga = self.apparent(g[mine])
-                flat = cached.reshape(-1)
-                flat[slot] = ga
-                flat[slot + cached.shape[1] // 2] = ga * ga
+                cached.reshape(-1)[slot] = ga
+                squared.reshape(-1)[slot] = ga * ga
 
-    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
-        m = self._array(array)
-        x = np.asarray(inputs, dtype=np.float64)
-        self.counts.mac_reads += x.shape[0] * (m.shape[1] // 2)
-        both = x @ m
-        cols = m.shape[1] // 2
-        current, var = both[:, :cols], both[:, cols:]
+    def _currents(self, g: np.ndarray, x: np.ndarray, var: np.ndarray) -> np.ndarray:
+        """V * (x @ G) plus Gaussian noise of variance (read_noise V)^2 var: each cell's read
+        noise is independent, so a column's noise variance is the sum of the cells'."""
+        current = x @ g
         noise = self.rng.standard_normal(current.shape)
         noise *= np.sqrt(var)
-        current += self.bench.sim.read_noise * noise
+        noise *= self.bench.sim.read_noise
+        current += noise
         current *= self.bench.pulses.read_voltage
         return current
+
+    def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
+        g, g2 = self._array(array)
+        x = np.asarray(inputs, dtype=np.float64)
+        self.counts.mac_reads += x.shape[0] * g.shape[1]
+        return self._currents(g, x, x @ g2)
+
+    def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Same statistics as reading every bit-plane (the weighted sum of independent Gaussian
+        column reads is Gaussian with the weighted variances), computed as two products."""
+        g, g2 = self._array(array)
+        self.counts.mac_reads += levels.shape[0] * (2 * BITS if signed else BITS) * g.shape[1]
+        var = LEVEL_NOISE_WEIGHT[np.abs(levels)] @ g2
+        return self._currents(g, levels * (1.0 / LEVELS), var)
 
     # ---- checkpoints ------------------------------------------------------------------
 
@@ -216,4 +237,5 @@ class SimBackend(Backend):
         self.g = state["g"].copy()
         self.mode = state["mode"].copy()
         self.rng.bit_generator.state = state["rng"]
+        self._live_scale = np.where(self.mode == 0, self.scale, 0.0)
         self._cache.clear()

@@ -13,15 +13,17 @@ Update rules:
 * ``mixed`` (default): mixed-precision training. A host accumulator collects eta * dw; when it
   exceeds a device step, SET pulses go to *one* device of the pair (G+ to raise w, G- to lower
   it), the pulsed device is read back and the accumulator is reduced by the change actually
-  achieved, so cycle noise does not pile up. Devices stay in their low, near-linear range; a pair
-  whose larger device passes ``g_refresh`` is refreshed (both reset with a stronger RESET, the
-  difference re-programmed on one device with write-verify). The learning rate decays per epoch.
+  achieved, so cycle noise does not pile up. A device that has reached ``g_high`` is not SET
+  further: its partner is RESET instead, so both devices stay in range without the pulse cost of
+  clearing and re-programming pairs; a weight whose devices can move neither way keeps its value.
+  Devices seen stuck (or flagged by characterisation) are never pulsed; their partner moves the
+  weight. The learning rate decays per epoch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,14 +31,11 @@ import numpy as np
 from hil.backend import RESET, SET, Backend
 from hil.data import Digits
 from hil.network import (
-    PLANE_WEIGHTS,
-    SIGNED_WEIGHTS,
+    LEVELS,
     NetworkSpec,
-    decode_planes,
+    activation_levels,
     deltas,
-    pixel_planes,
-    quantised,
-    signed_planes,
+    pixel_levels,
     targets,
 )
 
@@ -52,10 +51,11 @@ class TrainConfig:
     lr_decay: float = 0.25  # eta_e = lr / (1 + lr_decay * e)
     step_uS: float = 3.0  # device step of an update pulse: the accumulator fires past this
     max_burst: int = 4  # most pulses one weight gets per image
+    fire_at: float = 3.0  # the accumulator fires at this many device steps (bursts of >= that)
     update_voltage: float = 1.6  # V, SET amplitude of update pulses: half the 1.8 V step
-    g_refresh: float = 250.0  # uS: refresh a pair whose larger device passes this
-    g_low: float = 8.0  # uS: refresh resets devices below this
-    refresh_voltage: float = 2.3  # V, stronger RESET used to clear a saturated pair
+    g_high: float = 250.0  # uS: above this a device is not SET further (its partner is RESET)
+    g_floor: float = 5.0  # uS: below this a device is not RESET further
+    g_stuck_on: float = 290.0  # uS: a device read above this before training is stuck on
     paper_threshold: float = 0.002  # |eta dw| that triggers a pulse pair under ``paper``
     checkpoint_every: int = 1000  # images
 
@@ -68,14 +68,27 @@ class Layer:
     devices: np.ndarray  # (n_in + 1, 2 n_out): G+ in even columns, G- in odd columns
     g: np.ndarray  # measured conductances, same shape
     acc: np.ndarray  # mixed-precision accumulator, (n_in + 1, n_out), weight units
-    dead: np.ndarray  # devices seen not to respond (stuck): never pulsed or refreshed again
+    dead: np.ndarray  # devices seen not to respond (stuck): never pulsed again
+    can_set: np.ndarray = field(init=False)
+    can_reset: np.ndarray = field(init=False)
+
+    def refresh_masks(self, cfg: TrainConfig) -> None:
+        """Which devices may take a SET (alive, below g_high) or a RESET (alive, above
+        g_floor), kept with the conductances so the update path only looks them up."""
+        partner = self.g.reshape(len(self.g), -1, 2)[:, :, ::-1].reshape(self.g.shape)
+        # below g_high, or up to a partner stuck above it, so a stuck-on device is cancelled
+        self.can_set = ~self.dead & (self.g < np.maximum(cfg.g_high, partner))
+        self.can_reset = ~self.dead & (self.g > cfg.g_floor)
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
 
 
 class OnlineTrainer:
-    def __init__(self, backend: Backend, digits: Digits, config: TrainConfig) -> None:
+    def __init__(self, backend: Backend, digits: Digits, config: TrainConfig,
+                 excluded: np.ndarray | None = None) -> None:
+        """``excluded``: flat indices of devices never to pulse (flagged by characterisation);
+        they still carry current, the other device of their pair compensates."""
         self.backend = backend
         self.digits = digits
         self.cfg = config
@@ -87,16 +100,24 @@ class OnlineTrainer:
         for name in names:
             dev = bench.array_devices(name)
             g = backend.read(dev.ravel()).reshape(dev.shape)
-            self.layers.append(Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)),
-                                     np.zeros(dev.shape, dtype=bool)))
+            # devices are pre-set low, so one reading above the SET ceiling is stuck on
+            dead = g > config.g_stuck_on
+            if excluded is not None:
+                dead |= np.isin(dev, excluded)
+            layer = Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)), dead)
+            layer.refresh_masks(config)
+            self.layers.append(layer)
         self.epoch = 0
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
         self.correct = 0
-        self.train_planes = pixel_planes(digits.x_train)
-        self.test_planes = pixel_planes(digits.x_test)
-        self.train_inputs = decode_planes(self.train_planes)
-        self.test_inputs = decode_planes(self.test_planes)
+        # speculative blocks only where reads are free; the paper rule pulses nearly every image
+        self._speculate = backend.free_reads and config.update == "mixed"
+        self._block = 1
+        self.train_levels = pixel_levels(digits.x_train)
+        self.test_levels = pixel_levels(digits.x_test)
+        self.train_inputs = self.train_levels / LEVELS
+        self.test_inputs = self.test_levels / LEVELS
         self._scale = 1.0 / (self.v_read * config.g_unit)
         self.z_train = targets(digits.y_train)
         self.history: list[dict[str, Any]] = []
@@ -106,21 +127,20 @@ class OnlineTrainer:
 
     # ---- forward through the arrays -----------------------------------------------------
 
-    def _layer_out(self, layer: Layer, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Pre-activations of a layer for (n, k, rows) planes, from measured MAC currents."""
-        n, k, rows = planes.shape
-        current = self.backend.mac(layer.array, planes.reshape(n * k, rows))
-        s = np.matmul(weights, current.reshape(n, k, -1))
+    def _layer_out(self, layer: Layer, levels: np.ndarray, signed: bool) -> np.ndarray:
+        """Pre-activations of a layer from the measured MAC currents of its bit-planes."""
+        s = self.backend.mac_levels(layer.array, levels, signed)
         return (s[:, 0::2] - s[:, 1::2]) * self._scale
 
-    def forward(self, planes: np.ndarray, inputs: np.ndarray) -> list[np.ndarray]:
-        """Activations of every layer for (n, 4, 65) pixel planes and the (n, 65) inputs they
-        encode; the hidden activations are the quantised values actually applied."""
+    def forward(self, levels: np.ndarray, inputs: np.ndarray) -> list[np.ndarray]:
+        """Activations of every layer for (n, 65) pixel levels and the inputs they stand for;
+        the hidden activations are the quantised values actually applied."""
         acts = [inputs]
-        a = np.tanh(self._layer_out(self.layers[0], planes, PLANE_WEIGHTS))
+        a = np.tanh(self._layer_out(self.layers[0], levels, signed=False))
         for layer in self.layers[1:]:
-            acts.append(np.hstack([quantised(a), np.ones((a.shape[0], 1))]))
-            a = np.tanh(self._layer_out(layer, signed_planes(a), SIGNED_WEIGHTS))
+            q = activation_levels(a)
+            acts.append(q / LEVELS)
+            a = np.tanh(self._layer_out(layer, q, signed=True))
         acts.append(a)
         return acts
 
@@ -129,26 +149,52 @@ class OnlineTrainer:
         hits = 0
         for i in range(0, len(self.digits.y_test), batch):
             part = slice(i, i + batch)
-            y = self.forward(self.test_planes[part], self.test_inputs[part])[-1]
+            y = self.forward(self.test_levels[part], self.test_inputs[part])[-1]
             hits += int((y.argmax(1) == self.digits.y_test[i : i + batch]).sum())
         return hits / len(self.digits.y_test)
 
     # ---- one image ----------------------------------------------------------------------
 
-    def step(self, index: int) -> bool:
-        one = slice(index, index + 1)
-        acts = self.forward(self.train_planes[one], self.train_inputs[one])
-        y = acts[-1]
-        ws = [np.empty(0)] + [layer.weights(self.cfg.g_unit) for layer in self.layers[1:]]
-        ds = deltas(acts, ws, self.z_train[one])
-        lr = self.cfg.lr / (1 + self.cfg.lr_decay * (self.epoch + self.position / len(self.order)))
-        for layer, x, d in zip(self.layers, acts[:-1], ds, strict=True):
-            dw = lr * (x[0][:, None] * d[0][None, :])
-            if self.cfg.update == "paper":
+    def _train_block(self, start: int, stop: int) -> np.ndarray:
+        """Train on images ``order[start:stop]`` up to and including the first one whose update
+        fires pulses; returns whether each image it trained on was classified right.
+
+        Until a pulse fires nothing on the bench changes, so the forward reads of those images
+        can be taken together; the accumulators are summed image by image to find where the
+        first pulse fires, and the reads of the images after it are discarded (they never
+        happened: the next block reads them again with the updated devices). Backends whose
+        reads cost bench time get blocks of one image, which is plain on-line training.
+        """
+        cfg = self.cfg
+        idx = self.order[start:stop]
+        before = self.backend.counts.mac_reads
+        acts = self.forward(self.train_levels[idx], self.train_inputs[idx])
+        ws = [np.empty(0)] + [layer.weights(cfg.g_unit) for layer in self.layers[1:]]
+        ds = deltas(acts, ws, self.z_train[idx])
+        n = len(self.order)
+        lrs = cfg.lr / (1 + cfg.lr_decay * (self.epoch + np.arange(start, stop) / n))
+        xls = [x * lrs[:, None] for x in acts[:-1]]  # eta_i * inputs of each layer
+        last = len(idx) - 1
+        if cfg.update == "mixed" and last > 0:
+            fire = cfg.step_uS / cfg.g_unit * cfg.fire_at
+            for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+                last = min(last, _first_crossing(layer.acc, xl[:last], d[:last], fire))
+            if last:
+                for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+                    layer.acc += xl[:last].T @ d[:last]
+        for layer, xl, d in zip(self.layers, xls, ds, strict=True):
+            dw = np.multiply.outer(xl[last], d[last])
+            if cfg.update == "paper":
                 self._paper_update(layer, dw)
             else:
                 self._mixed_update(layer, dw)
-        return int(y[0].argmax()) == int(self.digits.y_train[index])
+        unused = len(idx) - 1 - last
+        if unused:
+            self.backend.counts.mac_reads -= unused * (self.backend.counts.mac_reads - before
+                                                       ) // len(idx)
+        self._block = min(128, max(4, 2 * (last + 1))) if self._speculate else 1
+        labels = self.digits.y_train[idx[: last + 1]]
+        return acts[-1][: last + 1].argmax(1) == labels
 
     def _pulse_and_read(self, layer: Layer, rows, cols, polarity, count=1, **kw) -> np.ndarray:
         dev = layer.devices[rows, cols]
@@ -156,6 +202,7 @@ class OnlineTrainer:
         g = self.backend.read(dev)
         old = layer.g[rows, cols]
         layer.g[rows, cols] = g
+        layer.refresh_masks(self.cfg)
         return g - old
 
     def _paper_update(self, layer: Layer, dw: np.ndarray) -> None:
@@ -170,42 +217,38 @@ class OnlineTrainer:
 
     def _mixed_update(self, layer: Layer, dw: np.ndarray) -> None:
         cfg = self.cfg
-        layer.acc += dw
+        acc = layer.acc
+        acc += dw
         eps = cfg.step_uS / cfg.g_unit
-        r, c = np.nonzero(np.abs(layer.acc) >= eps)
-        if r.size == 0:
+        fire = eps * cfg.fire_at
+        if acc.max() < fire and acc.min() > -fire:
             return
-        a = layer.acc[r, c]
-        cols = 2 * c + (a < 0)  # G+ to raise w, G- to lower it
-        live = ~layer.dead[r, cols]
-        r, c, a, cols = r[live], c[live], a[live], cols[live]
-        if r.size == 0:
-            return
-        count = np.minimum(np.abs(a) // eps, cfg.max_burst).astype(np.int64)
-        change = self._pulse_and_read(layer, r, cols, SET, count, voltage=cfg.update_voltage)
-        layer.acc[r, c] -= np.where(a < 0, -change, change) / cfg.g_unit
+        r, c = np.nonzero(np.abs(acc) >= fire)
+        a = acc[r, c]
+        # SET the device on the side the weight should move to (G+ to raise w, G- to lower
+        # it) while it can take a SET; else RESET its partner if that can take a RESET; else
+        # the weight is at the end of its range: drop the update.
+        cols = 2 * c + (a < 0)
+        use_set = layer.can_set[r, cols]
+        polarity: int | np.ndarray = SET
+        if not use_set.all():
+            partner = cols ^ 1
+            keep = use_set | layer.can_reset[r, partner]
+            acc[r[~keep], c[~keep]] = 0.0
+            r, c, a, use_set = r[keep], c[keep], a[keep], use_set[keep]
+            cols = np.where(use_set, cols[keep], partner[keep])
+            polarity = np.where(use_set, SET, RESET)
+            if r.size == 0:
+                return
+        count = np.minimum(np.abs(a) // eps, cfg.max_burst)
+        change = self._pulse_and_read(layer, r, cols, polarity, count,
+                                      voltage=cfg.update_voltage)
+        acc[r, c] -= np.where(cols & 1, -change, change) / cfg.g_unit
         # a low device that a SET burst did not move is stuck off
-        layer.dead[r, cols] |= (change < 0.1) & (layer.g[r, cols] < 3.0)
-        high = np.maximum(layer.g[r, 2 * c], layer.g[r, 2 * c + 1]) > cfg.g_refresh
-        high &= ~(layer.dead[r, 2 * c] | layer.dead[r, 2 * c + 1])
-        if high.any():
-            self._refresh(layer, r[high], c[high])
-
-    def _refresh(self, layer: Layer, r: np.ndarray, c: np.ndarray) -> None:
-        """Clear saturated pairs and re-program their weight on one device (write-verify)."""
-        cfg = self.cfg
-        target = layer.g[r, 2 * c] - layer.g[r, 2 * c + 1]
-        rows = np.concatenate([r, r])
-        cols = np.concatenate([2 * c, 2 * c + 1])
-        for _ in range(8):
-            high = layer.g[rows, cols] > cfg.g_low
-            if not high.any():
-                break
-            self._pulse_and_read(layer, rows[high], cols[high], RESET, 2,
-                                 voltage=cfg.refresh_voltage)
-        layer.dead[rows, cols] |= layer.g[rows, cols] > cfg.g_low  # a RESET could not clear it
-        # re-program |target| on G+ (target > 0) or G-, as extra SET pulses via the accumulator
-        layer.acc[r, c] += (target - (layer.g[r, 2 * c] - layer.g[r, 2 * c + 1])) / cfg.g_unit
+        dead = use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
+        if dead.any():
+            layer.dead[r[dead], cols[dead]] = True
+            layer.refresh_masks(self.cfg)
 
     # ---- epochs ---------------------------------------------------------------------------
 
@@ -215,11 +258,16 @@ class OnlineTrainer:
         on_epoch: Callable[[OnlineTrainer, dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
         while self.epoch < self.cfg.epochs:
-            while self.position < len(self.order):
-                self.correct += self.step(int(self.order[self.position]))
-                self.position += 1
-                if on_image:
-                    on_image(self)
+            n = len(self.order)
+            every = self.cfg.checkpoint_every
+            while self.position < n:
+                # blocks end on checkpoints, so a resumed run takes the same blocks
+                stop = min(n, (self.position // every + 1) * every, self.position + self._block)
+                for hit in self._train_block(self.position, stop):
+                    self.correct += int(hit)
+                    self.position += 1
+                    if on_image:
+                        on_image(self)
             record = {
                 "epoch": self.epoch + 1,
                 "train_accuracy": self.correct / len(self.order),
@@ -246,6 +294,7 @@ class OnlineTrainer:
             "epoch": self.epoch,
             "position": self.position,
             "correct": self.correct,
+            "block": self._block,
             "history": list(self.history),
             "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy())
                        for layer in self.layers],
@@ -255,9 +304,28 @@ class OnlineTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
+        self._block = state["block"]
         self.history = list(state["history"])
         for layer, (g, acc, dead) in zip(self.layers, state["layers"], strict=True):
             layer.g, layer.acc, layer.dead = g.copy(), acc.copy(), dead.copy()
+            layer.refresh_masks(self.cfg)
         self.backend.load_state_dict(state["backend"])
         self.order = self._order(self.epoch)
 
+
+def _first_crossing(acc: np.ndarray, xl: np.ndarray, d: np.ndarray, fire: float) -> int:
+    """First image i at which ``acc + sum_{j<=i} outer(xl_j, d_j)`` reaches +-``fire`` in any
+    weight, or ``len(xl)`` if none does.
+
+    Only weights that could get there at all (|acc| plus the summed magnitudes of their updates,
+    one small matrix product) have their running sums followed image by image.
+    """
+    reach = np.abs(xl).T @ np.abs(d)
+    reach += np.abs(acc)
+    r, c = np.nonzero(reach >= fire)
+    if r.size == 0:
+        return len(xl)
+    path = np.cumsum(xl[:, r] * d[:, c], axis=0)
+    path += acc[r, c]
+    crossed = (np.abs(path) >= fire).any(axis=1)
+    return int(crossed.argmax()) if crossed.any() else len(xl)

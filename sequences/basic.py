@@ -13,7 +13,7 @@ instrument backend.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,15 @@ class Pulse:
 @dataclass(frozen=True)
 class Read:
     devices: np.ndarray
+    sequence: str = ""  # labels the readings in a run's records, e.g. "read_map" ...
+    step: int = 0  # ... and which of its reads this is (repeat, pulses so far, ramp step)
 
 
 @dataclass(frozen=True)
 class Mac:
     array: str
     inputs: np.ndarray
+    sequence: str = ""
 
 
 Op = Pulse | Read | Mac
@@ -58,12 +61,18 @@ def apply(op: Op, backend: Backend) -> Any:
     raise TypeError(f"not an operation: {op!r}")
 
 
-def run(sequence: Sequence, backend: Backend) -> Any:
-    """Run a sequence to its end; returns what the generator returns."""
+def run(sequence: Sequence, backend: Backend,
+        observe: Callable[[Op, Any], None] | None = None) -> Any:
+    """Run a sequence to its end; returns what the generator returns. ``observe(op, result)``,
+    if given, sees every operation and its result (to record reads, count pulses, show
+    progress)."""
     try:
         op = next(sequence)
         while True:
-            op = sequence.send(apply(op, backend))
+            result = apply(op, backend)
+            if observe is not None:
+                observe(op, result)
+            op = sequence.send(result)
     except StopIteration as stop:
         return stop.value
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from hil.backend import RESET, SET
 from hil.bench import CELLS, COLS, ROWS, Bench
-from sequences.ops import Mac, Plan, Pulse, Read
+from sequences.basic import Mac, Pulse, Read, Sequence
 
 
 def board_devices(bench: Bench, boards: list[int]) -> np.ndarray:
@@ -19,7 +19,7 @@ def board_devices(bench: Bench, boards: list[int]) -> np.ndarray:
     return (pos[:, None] * CELLS + np.arange(CELLS)).ravel()
 
 
-def fabric_selftest(bench: Bench, boards: list[int]) -> Plan[np.ndarray]:
+def fabric_selftest(bench: Bench, boards: list[int]) -> Sequence:
     """Current (uA) through every cell of ``boards`` at the read voltage, shape (boards, 12, 10).
 
     Each cell is reached the way the fabric is used in training wherever a logical array covers
@@ -51,7 +51,7 @@ def fabric_selftest(bench: Bench, boards: list[int]) -> Plan[np.ndarray]:
     return current.reshape(len(boards), ROWS, COLS)
 
 
-def read_map(devices: np.ndarray, repeats: int = 1) -> Plan[np.ndarray]:
+def read_map(devices: np.ndarray, repeats: int = 1) -> Sequence:
     """``repeats`` reads of every device at the read voltage, shape (repeats, devices)."""
     reads = []
     for i in range(repeats):
@@ -68,7 +68,7 @@ def forming(
     threshold_uS: float,
     limit_uS: float,
     width: float | None = None,
-) -> Plan[tuple[np.ndarray, np.ndarray]]:
+) -> Sequence:
     """Stepped-voltage SET ramp for fresh devices, each stopping once formed.
 
     A read first; then one SET pulse per voltage step from ``start`` to ``stop`` (inclusive) on
@@ -97,7 +97,7 @@ def forming(
 
 def pulse_response(
     devices: np.ndarray, pulses: int, sequence: str = "response"
-) -> Plan[tuple[np.ndarray, np.ndarray]]:
+) -> Sequence:
     """The paper's Fig. 2: ``pulses`` SET pulses each followed by a read, then ``pulses`` RESET
     pulses each followed by a read. Returns both traces, shape (pulses, devices)."""
     traces: dict[int, list[np.ndarray]] = {SET: [], RESET: []}
@@ -108,7 +108,7 @@ def pulse_response(
     return np.array(traces[SET]), np.array(traces[RESET])
 
 
-def response_curves(devices: np.ndarray, pulses: int) -> Plan[tuple[np.ndarray, np.ndarray]]:
+def response_curves(devices: np.ndarray, pulses: int) -> Sequence:
     """Full-range response curves as :mod:`hil.curves` stores them: RESET to the floor, a read,
     then :func:`pulse_response`. Returns SET and RESET branches, shape (pulses + 1, devices), each
     starting at pulse 0 (the RESET branch at the top the SET branch reached)."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tomllib
 
 import pandas as pd
 import pytest
 
+from hil.bench import load_bench
 from hil.cli import main
 from hil.curves import load_curves
+from hil.emulator import EmulatedBench, dump_toml
+from hil.faults import read_fault_map
 
 FAULTS = """board,row,col,mode
 35,1,1,stuck_on
@@ -121,3 +125,22 @@ def test_cells_selection(scenario):
     assert len(devices) == 21
     assert devices.loc[devices["mode"] != "ok", ["row", "col", "mode"]].values.tolist() == [
         [11, 5, "open"]]
+
+
+def test_characterize_through_the_drivers_on_the_emulated_bench(tmp_path, capsys):
+    """The same sequence over the instrument backend: drivers, loopback, emulated instruments."""
+    faults = tmp_path / "faults.csv"
+    faults.write_text("board,row,col,mode\n13,1,1,stuck_on\n13,9,3,open\n13,11,*,open_bl\n")
+    bench = load_bench()
+    with EmulatedBench(bench, seed=5, modes=read_fault_map(faults, bench)) as emu:
+        raw = tomllib.loads(emu.bench_toml())
+        raw["characterize"] = {"pulses": 6, "reads": 2, "curve_devices": 0}
+        path = tmp_path / "emu.toml"
+        path.write_text(dump_toml(raw))
+        assert main(["characterize", "--bench", str(path), "--boards", "13",
+                     "--registry", str(tmp_path / "reg.sqlite"), "--out", str(tmp_path / "r")]) == 0
+        assert emu.is_safe()
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["fabric_faults"] == [{"board": 13, "line": "bl", "index": 11}]
+    assert pd.read_csv(tmp_path / "r" / "replacements.csv").values.tolist() == [
+        [13, 1, 1, 1, 1, "stuck_on"], [13, 22, 1, 9, 3, "open"]]

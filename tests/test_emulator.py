@@ -231,3 +231,32 @@ def test_servers_answer_over_tcp(bench):
         port.close()
         assert emu.is_safe()
         assert 'backend = "instruments"' in emu.bench_toml()
+
+
+def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
+    import argparse
+    import threading
+
+    from hil.cmd_bench import serve
+
+    out = tmp_path / "emu.toml"
+    stop, started = threading.Event(), []
+    args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
+                              seed=None)
+    thread = threading.Thread(target=serve, args=(args, started.append, stop))
+    thread.start()
+    try:
+        for _ in range(100):
+            if started:
+                break
+            threading.Event().wait(0.05)
+        written = load_bench(out)
+        assert written.backend == "instruments"
+        raw = written.raw["instruments"]
+        assert raw["generator_model"] == "81160A" and raw["smu_model"] == "B2900"
+        assert raw == {**raw, **started[0].resources}
+        assert raw["mcu_port"].startswith("socket://127.0.0.1:")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()

@@ -37,7 +37,7 @@ def emu():
 
 def bench_file(emu: EmulatedBench, path: Path, **instruments) -> Path:
     raw = tomllib.loads(emu.bench_toml())
-    raw["instruments"].update({"timeout": 0.3, **instruments})
+    raw["instruments"].update({"timeout": 2.0, **instruments})
     from hil.emulator import dump_toml
 
     path.write_text(dump_toml(raw))

@@ -6,12 +6,12 @@ import pytest
 from hil.errors import HilError
 from hil.network import (
     NetworkSpec,
-    decode_planes,
+    activation_levels,
+    bit_planes,
     deltas,
     forward,
-    pixel_planes,
-    quantised,
-    signed_planes,
+    pixel_levels,
+    plane_weights,
 )
 
 
@@ -40,16 +40,20 @@ def test_backprop_of_eqs_1_to_3_matches_finite_differences(sizes):
         assert np.allclose(update, numeric, atol=1e-7)
 
 
-def test_bit_planes_encode_pixels_and_signed_activations():
+def test_levels_and_bit_planes_encode_pixels_and_signed_activations():
     px = np.array([[0, 1, 7, 15, 16] + [0] * 59])
-    planes = pixel_planes(px)
+    lv = pixel_levels(px)
+    assert lv.shape == (1, 65) and lv[0, :5].tolist() == [0, 1, 7, 15, 15] and lv[0, 64] == 15
+    planes = bit_planes(lv, signed=False)
     assert planes.shape == (1, 4, 65) and set(np.unique(planes)) <= {0.0, 1.0}
-    x = decode_planes(planes)[0]
-    assert np.allclose(x[:5], [0, 1 / 15, 7 / 15, 1, 1]) and x[64] == 1.0
+    assert np.allclose(plane_weights(False) @ planes[0], lv[0] / 15)
     h = np.array([[0.5, -0.25, 1.0, -1.0, 0.0]])
-    sp = signed_planes(h)
+    q = activation_levels(h)
+    assert q[0].tolist() == [8, -4, 15, -15, 0, 15]  # rint(7.5) = 8, bias last
+    sp = bit_planes(q, signed=True)
     assert sp.shape == (1, 8, 6)
-    assert np.allclose(decode_planes(sp)[0], np.append(quantised(h)[0], 1.0))
+    assert np.allclose(plane_weights(True) @ sp[0], q[0] / 15)
+    assert not (sp[0, :4] * sp[0, 4:]).any()  # a row is driven in one pass only
 
 
 @pytest.mark.parametrize(("net", "hidden", "name", "shapes"), [

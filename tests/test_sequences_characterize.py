@@ -9,8 +9,8 @@ from hil.backend import RESET, SET
 from hil.bench import load_bench
 from hil.faults import SHORT, STUCK_OFF, STUCK_ON
 from hil.sim import SimBackend
+from sequences.basic import Pulse, Read, run
 from sequences.characterize import forming, pulse_response, read_map, response_curves
-from sequences.ops import Pulse, Read, run
 
 
 @pytest.fixture(scope="module")

@@ -21,18 +21,18 @@ def _train(args, env=None):
 
 
 def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, small_data):
-    common = ["--network", "two", "--epochs", "3", "--seed", "5", "--data", str(small_data),
+    common = ["--network", "two", "--epochs", "40", "--seed", "5", "--data", str(small_data),
               "--checkpoint-every", "50"]
     assert main(["train", *common, "--out", str(tmp_path / "whole")]) == 0
     proc = _train([*common, "--out", str(tmp_path / "killed")])
     store_db = tmp_path / "killed" / "run.sqlite"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill once a mid-epoch checkpoint exists
-        time.sleep(0.05)
+    while time.monotonic() < deadline:  # kill as soon as a checkpoint inside an epoch exists
+        time.sleep(0.01)
         if store_db.exists():
             row = RunStore(tmp_path / "killed", create=False).db.execute(
                 "SELECT images FROM checkpoint").fetchone()
-            if row and 300 < row[0] < 850:
+            if row and row[0] % 300:
                 break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -43,7 +43,7 @@ def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, smal
     assert resumed == whole
     a = RunStore(tmp_path / "whole", create=False)
     b = RunStore(tmp_path / "killed", create=False)
-    assert np.array_equal(a.snapshot(3, "hidden"), b.snapshot(3, "hidden"))
+    assert np.array_equal(a.snapshot(40, "hidden"), b.snapshot(40, "hidden"))
 
 
 def test_run_records_summary_plots_and_database(tmp_path, small_data):
@@ -100,7 +100,7 @@ def test_bad_options_are_one_line_errors(tmp_path, small_data, capsys, args):
 def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = _train(["--network", "single", "--epochs", "50", "--data", str(small_data),
+    proc = _train(["--network", "single", "--epochs", "500", "--data", str(small_data),
                    "--checkpoint-every", "20", "--out", str(out)], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "run.sqlite").exists():
@@ -110,3 +110,46 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and b"Traceback" not in err
     assert RunStore(out, create=False).load_checkpoint() is not None
+
+
+def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_data, capsys):
+    from hil.registry import Registry
+
+    reg = tmp_path / "devices.sqlite"
+    bench, _, _ = prepare(TrainParams(network="single", data=str(small_data)),
+                          say=lambda m: None)
+    bad = bench.devices(np.array([3, 3]), np.array([2, 7]), np.array([4, 9]))
+    with Registry(reg) as r:
+        r.record(bench, bad, np.array(["stuck_on", "stuck_off"]), np.zeros(2), run="t")
+    rc = main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
+               "--registry", str(reg), "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "2 cells" in err[0] and "board 3 chip" in err[0]
+
+    params = TrainParams(network="single", epochs=1, data=str(small_data), registry=str(reg),
+                         exclude_flagged=True)
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    layer = trainer.layers[0]
+    flagged = np.isin(layer.devices, bad)
+    assert flagged.sum() == 2 and layer.dead[flagged].all() and not layer.dead[~flagged].any()
+    g0 = backend.g[bad].copy()
+    trainer.run()
+    assert np.array_equal(backend.g[bad], g0)  # never pulsed
+
+
+def test_first_crossing_matches_image_by_image_accumulation():
+    from hil.trainer import _first_crossing
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        b, r, c = rng.integers(1, 12), rng.integers(1, 6), rng.integers(1, 5)
+        acc = rng.normal(0, 0.02, (r, c))
+        xl = rng.normal(0, 0.03, (b, r))
+        d = rng.normal(0, 0.5, (b, c))
+        running, expected = acc.copy(), b
+        for i in range(b):  # the accumulator as the sequential trainer builds it
+            running += np.outer(xl[i], d[i])
+            if (np.abs(running) >= 0.03).any():
+                expected = i
+                break
+        assert _first_crossing(acc, xl, d, 0.03) == expected

@@ -36,6 +36,7 @@ class Channel:
     burst_mode: str = "TRIGGERED"
     cycles: int = 1
     trigger_source: str = "IMMEDIATE"
+    hold: str = "WIDTH"
 
     @property
     def gain(self) -> float:
@@ -226,7 +227,7 @@ class Keysight81160A(PulseGenerator):
         a("[:SOURce]:PULSe:WIDTh#?", self.get("width"))
         a("[:SOURce]:PULSe:PERiod#", self.attr("period", lambda v: number(v, 3.03e-9, 1e6)))
         a("[:SOURce]:PULSe:PERiod#?", self.get("period"))
-        a("[:SOURce]:PULSe:HOLD#", lambda args, sfx: choice(_one(args), "WIDTh", "DCYCle") and None)
+        a("[:SOURce]:PULSe:HOLD#", self.attr("hold", lambda v: choice(v, "WIDTh", "DCYCle")))
         edge = self.attr("edge", lambda v: number(v, 1e-9, 1e3))
         a(":FUNCtion#:PULSe:TRANsition[:LEADing]", edge)
         a(":FUNCtion#:PULSe:TRANsition:TRAiling", edge)

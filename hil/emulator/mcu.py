@@ -26,6 +26,7 @@ from drivers.mcu import (
     decode_frame,
     encode_frame,
     format_state,
+    parse_table_command,
     table_crc,
 )
 from hil.emulator.model import BenchModel
@@ -151,10 +152,11 @@ class McuEmulator:
 
     def parse(self, text: str) -> Route:
         try:
-            route = Route.parse(text)
+            return self._known(Route.parse(text))
         except RouteSyntaxError as exc:
-            raise _Refused(exc.code, {1: "syntax", 2: "unknown", 3: "range", 5: "conflict"}
-                           .get(exc.code, "syntax")) from None
+            raise _refusal(exc) from None
+
+    def _known(self, route: Route) -> Route:
         if any(b not in self.model.board_pos for b, _, _ in route.groups):
             raise _Refused(4, "board")
         return route
@@ -163,23 +165,12 @@ class McuEmulator:
         if sub == "CLR" and not args:
             self.table, self.table_state, self.pos = [], "idle", 0
             return ""
-        if sub == "SET" and len(args) >= 2:
-            start = _index(args[0])
-            routes = [self.parse(t) for t in " ".join(args[1:]).split(";")]
-            self._store(start, routes)
-            return ""
-        if sub == "SCAN" and len(args) >= 4:
-            start, kind = _index(args[0]), args[1]
-            lo, _, hi = args[2].partition("-")
-            if kind not in ("PUL", "MAC") or not (lo.isdigit() and hi.isdigit()):
-                raise _Refused(1, "syntax")
-            masks = " ".join(args[3:])
-            routes = [self.parse(f"{kind} " + " ".join(
-                f"{m.split(':')[0]}:{c}:{m.split(':')[-1]}" for m in masks.split()))
-                for c in range(int(lo), int(hi) + 1)]
-            if not routes:
-                raise _Refused(3, "range")
-            self._store(start, routes)
+        if sub in ("SET", "SCAN") and args:
+            try:
+                start, routes = parse_table_command(" ".join([sub, *args]))
+            except RouteSyntaxError as exc:
+                raise _refusal(exc) from None
+            self._store(start, [self._known(r) for r in routes])
             return ""
         if sub == "GET" and len(args) == 1:
             i = _index(args[0])
@@ -265,6 +256,11 @@ class McuEmulator:
                 self.table_state, self.pos = "done", len(self.table)
             else:
                 self._step()
+
+
+def _refusal(exc: RouteSyntaxError) -> _Refused:
+    return _Refused(exc.code, {1: "syntax", 2: "unknown", 3: "range", 5: "conflict"}
+                    .get(exc.code, "syntax"))
 
 
 def _index(text: str) -> int:
