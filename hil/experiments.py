@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -194,10 +195,15 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
     if scheduler is None:
         n = workers or os.cpu_count() or 1
         # spawn: workers start clean whatever threads the parent runs (tqdm, a Dask client)
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_leave_interrupts_to_parent)
         try:
             yield pool
         except BaseException:
+            # Ctrl-C or a failed trial: the running trials are of no use, do not wait for them
+            # (no public way to stop a pool's workers before Python 3.14)
+            for worker in list((pool._processes or {}).values()):
+                worker.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
@@ -228,6 +234,11 @@ def run_studies(plan: Mapping[str, Sequence[Trial]], executor: Executor,
                                  for r in study_rows(study, t, outcomes[t.training])],
                                 columns=COLUMNS)
             for study, trials in plan.items()}
+
+
+def _leave_interrupts_to_parent() -> None:
+    """A worker ignores Ctrl-C: the parent stops the pool, without a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_trials(trials: Sequence[Trial], executor: Executor, progress: bool = True

@@ -134,3 +134,22 @@ def test_hidden_sizes_are_checked(digits_dir, tmp_path, capsys):
                  "--out", str(tmp_path)])
     assert code == 2
     assert "hidden neurons must be 5-100" in capsys.readouterr().err
+
+
+def test_device_curves_drive_the_simulator(digits_dir, tmp_path):
+    from hil.bench import data_file
+    from hil.curves import load_curves
+
+    frame = load_curves(data_file("curves-default.csv")).to_frame()
+    frame["conductance_uS"] *= 0.5  # devices with half the conductance window
+    frame.to_csv(tmp_path / "half.csv", index=False)
+    common = ["experiment", "curves", "--seeds", "1", "--epochs", "1", "--data", str(digits_dir)]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert main([*common, "--device-curves", str(tmp_path / "half.csv"),
+                 "--out", str(tmp_path / "half")]) == 0
+    default = pd.read_csv(tmp_path / "default/results.csv")
+    half = pd.read_csv(tmp_path / "half/results.csv")
+    assert list(default.columns) == list(half.columns) and len(default) == len(half)
+    assert not default["test_accuracy"].equals(half["test_accuracy"])
+    meta = (tmp_path / "half/study.json").read_text()
+    assert '"file": "half.csv"' in meta and str(tmp_path) not in meta
