@@ -185,12 +185,6 @@ class BoardMap:
     chip: np.ndarray
     pad: np.ndarray
 
-    def cell_of(self, chip: int, pad: int) -> tuple[int, int]:
-        hit = np.argwhere((self.chip == chip) & (self.pad == pad))
-        if len(hit) != 1:
-            raise ValueError(f"no cell with chip {chip} pad {pad}")
-        return int(hit[0][0]), int(hit[0][1])
-
 
 @dataclass(frozen=True)
 class Bench:

@@ -119,9 +119,6 @@ class RunStore:
         """Store a DataFrame as a table of the run database (reads, classifications, ...)."""
         df.to_sql(name, self.db, if_exists="append" if append else "replace", index=False)
 
-    def read_table(self, name: str) -> pd.DataFrame:
-        return pd.read_sql_query(f'SELECT * FROM "{name}"', self.db)
-
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         path = self.dir / name
         tmp = path.with_suffix(".tmp")
