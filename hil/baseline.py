@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hil.data import Digits
-from hil.network import LEVELS, NetworkSpec, targets
+from hil.network import LEVELS, NetworkSpec, forward, pixel_levels, targets
 
 
 def train_fp32(
@@ -46,18 +46,11 @@ def train_fp32(
                     h = acts[layer][:-1]
                     d = (ws[layer][:-1] @ d) * (1 - h * h)
                 ws[layer] += eta * grad
-        accuracy.append(float((_predict(ws, x_test).argmax(1) == digits.y_test).mean()))
+        y = forward(x_test[:, :-1], ws)[-1]
+        accuracy.append(float((y.argmax(1) == digits.y_test).mean()))
     return accuracy
 
 
 def _inputs(pixels: np.ndarray) -> np.ndarray:
-    """Pixels quantised as the bench applies them (4 bits), scaled to [0, 1], bias appended."""
-    x = np.minimum(pixels, LEVELS).astype(np.float32) / LEVELS
-    return np.hstack([x, np.ones((len(x), 1), dtype=np.float32)])
-
-
-def _predict(ws: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    a = x
-    for w in ws[:-1]:
-        a = np.hstack([np.tanh(a @ w), np.ones((len(a), 1), dtype=a.dtype)])
-    return np.tanh(a @ ws[-1])
+    """Pixels as the bench applies them (4-bit levels / 15), bias input last."""
+    return (pixel_levels(pixels) / LEVELS).astype(np.float32)

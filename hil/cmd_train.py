@@ -45,10 +45,13 @@ class TrainParams:
     curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
 
 
-def prepare(params: TrainParams, digits: Digits | None = None,
-            say=print, rehearse: bool = False) -> tuple[Bench, Backend, OnlineTrainer]:
+def prepare(params: TrainParams, digits: Digits | None = None, say=print,
+            rehearse: bool = False, check_registry: bool = False
+            ) -> tuple[Bench, Backend, OnlineTrainer]:
     """Bench, backend (with any failed devices placed) and trainer for ``params``; with
-    ``rehearse`` the simulated bench with this bench's physics stands in (``--dry-run``)."""
+    ``rehearse`` the simulated bench with this bench's physics stands in (``--dry-run``).
+    ``check_registry`` is for training on the operator's cells (``hil train``): studies and
+    benchmarks simulate their own devices and do not consult the lab's registry."""
     spec = NetworkSpec.parse(params.network, params.hidden)
     bench = load_bench(params.bench).for_network(spec.bench_key, spec.array_shapes)
     if rehearse:
@@ -69,7 +72,7 @@ def prepare(params: TrainParams, digits: Digits | None = None,
         raise HilError("--failures/--fault-map simulate failed devices: sim backend only")
     elif params.curves is not None:
         raise HilError("device response curves drive the simulator: sim backend only")
-    excluded = _flagged_cells(bench, params, say)
+    excluded = _flagged_cells(bench, params, say) if check_registry else None
     digits = digits if digits is not None else load_digits(params.data, say=say)
     backend = make_backend(bench, **kwargs)
     if rehearse:
@@ -164,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         store = RunStore(out)
         state = None
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    bench, backend, trainer = prepare(params, say=say)
+    bench, backend, trainer = prepare(params, say=say, check_registry=True)
     if state is None:
         store.put_meta(
             params=asdict(params), network=trainer.spec.name, bench_name=bench.name,

@@ -73,15 +73,27 @@ class Layer:
     can_reset: np.ndarray = field(init=False)
 
     def refresh_masks(self, cfg: TrainConfig) -> None:
-        """Which devices may take a SET (alive, below g_high) or a RESET (alive, above
-        g_floor), kept with the conductances so the update path only looks them up."""
+        """Which devices may take a SET or a RESET, kept with the conductances so the update
+        path only looks them up."""
         partner = self.g.reshape(len(self.g), -1, 2)[:, :, ::-1].reshape(self.g.shape)
-        # below g_high, or up to a partner stuck above it, so a stuck-on device is cancelled
-        self.can_set = ~self.dead & (self.g < np.maximum(cfg.g_high, partner))
-        self.can_reset = ~self.dead & (self.g > cfg.g_floor)
+        self.can_set, self.can_reset = _masks(cfg, self.g, partner, self.dead)
+
+    def refresh_pairs(self, cfg: TrainConfig, rows: np.ndarray, cols: np.ndarray) -> None:
+        """:meth:`refresh_masks` for the pairs of the given devices only (after a pulse)."""
+        r = np.concatenate([rows, rows])
+        c = np.concatenate([cols, cols ^ 1])
+        self.can_set[r, c], self.can_reset[r, c] = _masks(
+            cfg, self.g[r, c], self.g[r, c ^ 1], self.dead[r, c])
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
+
+
+def _masks(cfg: TrainConfig, g: np.ndarray, partner: np.ndarray, dead: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """A device may be SET while alive and below g_high, or up to a partner stuck above that
+    (so the pair can cancel a stuck-on device); RESET while alive and above g_floor."""
+    return ~dead & (g < np.maximum(cfg.g_high, partner)), ~dead & (g > cfg.g_floor)
 
 
 class OnlineTrainer:
@@ -202,7 +214,7 @@ class OnlineTrainer:
         g = self.backend.read(dev)
         old = layer.g[rows, cols]
         layer.g[rows, cols] = g
-        layer.refresh_masks(self.cfg)
+        layer.refresh_pairs(self.cfg, rows, cols)
         return g - old
 
     def _paper_update(self, layer: Layer, dw: np.ndarray) -> None:
@@ -248,7 +260,7 @@ class OnlineTrainer:
         dead = use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
         if dead.any():
             layer.dead[r[dead], cols[dead]] = True
-            layer.refresh_masks(self.cfg)
+            layer.refresh_pairs(self.cfg, r[dead], cols[dead])
 
     # ---- epochs ---------------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ def write_optdigits(directory: Path, n_train: int, n_test: int) -> Path:
     return directory
 
 
+@pytest.fixture(autouse=True)
+def private_registry(tmp_path_factory, monkeypatch):
+    """No test reads or writes the device registry of the machine it runs on."""
+    monkeypatch.setenv("HIL_REGISTRY", str(tmp_path_factory.mktemp("registry") / "devices.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A 300/200 image optdigits directory in the UCI format."""

@@ -128,7 +128,7 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
 
     params = TrainParams(network="single", epochs=1, data=str(small_data), registry=str(reg),
                          exclude_flagged=True)
-    _, backend, trainer = prepare(params, say=lambda m: None)
+    _, backend, trainer = prepare(params, say=lambda m: None, check_registry=True)
     layer = trainer.layers[0]
     flagged = np.isin(layer.devices, bad)
     assert flagged.sum() == 2 and layer.dead[flagged].all() and not layer.dead[~flagged].any()
