@@ -181,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
         trainer.load_state_dict(state)
         say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
     with _terminate_as_interrupt(), backend:
+        if trainer.prepared is None:
+            done = trainer.prepare_arrays()
+            say(f"arrays prepared: {done['preset']} devices pre-set low, {done['stuck_on']} "
+                f"found stuck on, {done['cancelled']} partners of stuck devices programmed to "
+                "cancel them")
         _train(store, trainer, params)
     summary = _finish(store, trainer)
     print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "
@@ -239,6 +244,7 @@ def _finish(store: RunStore, trainer: OnlineTrainer) -> dict[str, Any]:
         "reads_detail": {"device": counts.device_reads, "mac": counts.mac_reads},
         "data": {k: meta["data"][k] for k in ("name", "train", "test")},
         "failed_devices": meta["failed_devices"],
+        "prepared": trainer.prepared,
     }
     store.write_json("summary.json", summary)
     title = f"{summary['network']} ({summary['update']} rule, seed {summary['seed']})"

@@ -18,6 +18,13 @@ Update rules:
   clearing and re-programming pairs; a weight whose devices can move neither way keeps its value.
   Devices seen stuck (or flagged by characterisation) are never pulsed; their partner moves the
   weight. The learning rate decays per epoch.
+
+Before the first image the arrays are prepared (:meth:`OnlineTrainer.prepare_arrays`): every
+device is pre-set low, as in the paper; a high device that RESET pulses do not move is stuck on,
+and the partner of every stuck device is programmed up to its conductance so the pair starts near
+w = 0. Left to backprop, a stuck-on device (3-4 weight units) saturates its output's tanh, and
+the (1 - y^2) factor of eq. 2 then starves the very update that would SET the partner: one such
+column can make the network answer one class.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from hil.network import (
     pixel_levels,
     targets,
 )
+from sequences.basic import program_verify, run
+
+PRESET_uS = 5.0  # the paper pre-sets every device below this before training
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,12 @@ class TrainConfig:
     update_voltage: float = 1.6  # V, SET amplitude of update pulses: half the 1.8 V step
     g_high: float = 250.0  # uS: above this a device is not SET further (its partner is RESET)
     g_floor: float = 5.0  # uS: below this a device is not RESET further
-    g_stuck_on: float = 290.0  # uS: a device read above this before training is stuck on
+    g_preset: float = 10.0  # uS: a device read above this is pre-set to 0-5 uS (fresh: < 5)
+    cancel_tolerance: float = 10.0  # uS: how near a stuck device's partner is programmed to it
+    prepare_rounds: int = 60  # most program-verify rounds of the preparation
+    prepare_burst: int = 16  # pulses per round while a device is far from its target
+    stall_fraction: float = 0.04  # a device coming nearer its target by less than this part
+    stall_rounds: int = 3  # of its reading over three bursts is given up (stuck, or at its end)
     paper_threshold: float = 0.002  # |eta dw| that triggers a pulse pair under ``paper``
     checkpoint_every: int = 1000  # images
 
@@ -75,25 +90,20 @@ class Layer:
     def refresh_masks(self, cfg: TrainConfig) -> None:
         """Which devices may take a SET or a RESET, kept with the conductances so the update
         path only looks them up."""
-        partner = self.g.reshape(len(self.g), -1, 2)[:, :, ::-1].reshape(self.g.shape)
-        self.can_set, self.can_reset = _masks(cfg, self.g, partner, self.dead)
+        self.can_set, self.can_reset = _masks(cfg, self.g, self.dead)
 
-    def refresh_pairs(self, cfg: TrainConfig, rows: np.ndarray, cols: np.ndarray) -> None:
-        """:meth:`refresh_masks` for the pairs of the given devices only (after a pulse)."""
-        r = np.concatenate([rows, rows])
-        c = np.concatenate([cols, cols ^ 1])
-        self.can_set[r, c], self.can_reset[r, c] = _masks(
-            cfg, self.g[r, c], self.g[r, c ^ 1], self.dead[r, c])
+    def refresh_devices(self, cfg: TrainConfig, rows: np.ndarray, cols: np.ndarray) -> None:
+        """:meth:`refresh_masks` for the given devices only (after a pulse)."""
+        self.can_set[rows, cols], self.can_reset[rows, cols] = _masks(
+            cfg, self.g[rows, cols], self.dead[rows, cols])
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
 
 
-def _masks(cfg: TrainConfig, g: np.ndarray, partner: np.ndarray, dead: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """A device may be SET while alive and below g_high, or up to a partner stuck above that
-    (so the pair can cancel a stuck-on device); RESET while alive and above g_floor."""
-    return ~dead & (g < np.maximum(cfg.g_high, partner)), ~dead & (g > cfg.g_floor)
+def _masks(cfg: TrainConfig, g: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A device may be SET while alive and below g_high, RESET while alive and above g_floor."""
+    return ~dead & (g < cfg.g_high), ~dead & (g > cfg.g_floor)
 
 
 class OnlineTrainer:
@@ -112,13 +122,13 @@ class OnlineTrainer:
         for name in names:
             dev = bench.array_devices(name)
             g = backend.read(dev.ravel()).reshape(dev.shape)
-            # devices are pre-set low, so one reading above the SET ceiling is stuck on
-            dead = g > config.g_stuck_on
+            dead = np.zeros(dev.shape, dtype=bool)
             if excluded is not None:
                 dead |= np.isin(dev, excluded)
             layer = Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)), dead)
             layer.refresh_masks(config)
             self.layers.append(layer)
+        self.prepared: dict[str, int] | None = None  # what prepare_arrays did, once it has
         self.epoch = 0
         self.position = 0  # images done in the current epoch
         self.order = self._order(0)
@@ -136,6 +146,58 @@ class OnlineTrainer:
 
     def _order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.digits.y_train))
+
+    def prepare_arrays(self) -> dict[str, int]:
+        """Bring the arrays to the paper's starting state before the first image: pre-set every
+        working device above ``g_preset`` low by RESET program-verify; one that stays high and
+        does not move is stuck on. Then program the live partner of every stuck device (found
+        here, or flagged by characterisation) up to its conductance, so the pair starts near
+        w = 0; a partner that cannot get that high ends at its ceiling, which still takes most
+        of the stuck weight away. Returns what it found and did, also kept in ``prepared``."""
+        cfg = self.cfg
+        # a device sitting high to cancel a stuck partner stays there
+        high = [np.nonzero(~layer.dead & (layer.g > cfg.g_preset)
+                           & ~_partner(layer.dead & (layer.g > cfg.g_preset)))
+                for layer in self.layers]
+        stalled = self._program(high, [np.full(r.size, PRESET_uS / 2) for r, _ in high],
+                                PRESET_uS / 2)
+        for layer, (r, c), stuck in zip(self.layers, high, stalled, strict=True):
+            stuck &= layer.g[r, c] > cfg.g_high  # a slow device stalled lower still works
+            layer.dead[r[stuck], c[stuck]] = True
+        partners = []
+        for layer in self.layers:
+            r, c = np.nonzero(layer.dead & (layer.g > cfg.g_preset))
+            alive = ~layer.dead[r, c ^ 1]
+            partners.append((r[alive], c[alive] ^ 1))
+        self._program(partners, [layer.g[r, c ^ 1] for layer, (r, c) in
+                                 zip(self.layers, partners, strict=True)], cfg.cancel_tolerance)
+        for layer in self.layers:
+            layer.refresh_masks(cfg)
+        self.prepared = {
+            "preset": sum(r.size for r, _ in high),
+            "stuck_on": sum(int(s.sum()) for s in stalled),  # masked in place above
+            "cancelled": sum(r.size for r, _ in partners),
+        }
+        return self.prepared
+
+    def _program(self, where: list[tuple[np.ndarray, np.ndarray]], targets: list[np.ndarray],
+                 tolerance: float) -> list[np.ndarray]:
+        """One program-verify over the given (rows, cols) of every layer at once; updates the
+        host's conductances and returns, per layer, which devices stalled."""
+        sizes = [r.size for r, _ in where]
+        if not sum(sizes):
+            return [np.zeros(0, dtype=bool) for _ in where]
+        cfg = self.cfg
+        devices = np.concatenate([layer.devices[r, c]
+                                  for layer, (r, c) in zip(self.layers, where, strict=True)])
+        result = run(program_verify(devices, np.concatenate(targets), tolerance_uS=tolerance,
+                                    max_rounds=cfg.prepare_rounds, max_burst=cfg.prepare_burst,
+                                    stall_rounds=cfg.stall_rounds,
+                                    stall_fraction=cfg.stall_fraction), self.backend)
+        bounds = np.cumsum([0, *sizes])
+        for layer, (r, c), a, b in zip(self.layers, where, bounds, bounds[1:], strict=False):
+            layer.g[r, c] = result.conductance[a:b]
+        return [result.stalled[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
     # ---- forward through the arrays -----------------------------------------------------
 
@@ -214,7 +276,7 @@ class OnlineTrainer:
         g = self.backend.read(dev)
         old = layer.g[rows, cols]
         layer.g[rows, cols] = g
-        layer.refresh_pairs(self.cfg, rows, cols)
+        layer.refresh_devices(self.cfg, rows, cols)
         return g - old
 
     def _paper_update(self, layer: Layer, dw: np.ndarray) -> None:
@@ -260,7 +322,7 @@ class OnlineTrainer:
         dead = use_set & (change < 0.1) & (layer.g[r, cols] < 3.0)
         if dead.any():
             layer.dead[r[dead], cols[dead]] = True
-            layer.refresh_pairs(self.cfg, r[dead], cols[dead])
+            layer.refresh_devices(self.cfg, r[dead], cols[dead])
 
     # ---- epochs ---------------------------------------------------------------------------
 
@@ -269,6 +331,8 @@ class OnlineTrainer:
         on_image: Callable[[OnlineTrainer], None] | None = None,
         on_epoch: Callable[[OnlineTrainer, dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
+        if self.prepared is None:
+            self.prepare_arrays()
         while self.epoch < self.cfg.epochs:
             n = len(self.order)
             every = self.cfg.checkpoint_every
@@ -307,6 +371,7 @@ class OnlineTrainer:
             "position": self.position,
             "correct": self.correct,
             "block": self._block,
+            "prepared": self.prepared,
             "history": list(self.history),
             "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy())
                        for layer in self.layers],
@@ -317,12 +382,18 @@ class OnlineTrainer:
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
         self._block = state["block"]
+        self.prepared = state["prepared"]
         self.history = list(state["history"])
         for layer, (g, acc, dead) in zip(self.layers, state["layers"], strict=True):
             layer.g, layer.acc, layer.dead = g.copy(), acc.copy(), dead.copy()
             layer.refresh_masks(self.cfg)
         self.backend.load_state_dict(state["backend"])
         self.order = self._order(self.epoch)
+
+
+def _partner(a: np.ndarray) -> np.ndarray:
+    """The value of each device's pair partner (G+ <-> G-, adjacent columns)."""
+    return a.reshape(len(a), -1, 2)[:, :, ::-1].reshape(a.shape)
 
 
 def _first_crossing(acc: np.ndarray, xl: np.ndarray, d: np.ndarray, fire: float) -> int:

@@ -113,25 +113,39 @@ class VerifyResult:
     conductance: np.ndarray  # last reading (uS)
     converged: np.ndarray  # bool per device
     pulses: np.ndarray = field(repr=False)  # pulses each device received
+    stalled: np.ndarray = field(repr=False)  # given up: did not come nearer (bool)
 
 
 def program_verify(devices, target_uS, tolerance_uS: float = 2.0, max_rounds: int = 50,
-                   max_burst: int = 4, voltage=None, width=None) -> Sequence:
+                   max_burst: int = 4, voltage=None, width=None, stall_rounds: int = 0,
+                   stall_fraction: float = 0.0) -> Sequence:
     """Program each device to ``target_uS`` (scalar or per device): read, pulse those outside
     the band (SET below, RESET above; ``max_burst`` pulses when far, one when near), read
-    again, until all are inside or ``max_rounds`` is spent. Returns a :class:`VerifyResult`."""
+    again, until all are inside or ``max_rounds`` is spent. Returns a :class:`VerifyResult`.
+
+    With ``stall_rounds``, a device still far from its target that has come nearer by less than
+    ``stall_fraction`` of its reading over its last ``stall_rounds`` bursts is given up
+    (``stalled``): a stuck device, or one at the end of its range, would otherwise take every
+    round's burst. Relative, because read noise is; it should be a few times that noise."""
     devices = np.asarray(devices)
     target = np.broadcast_to(np.asarray(target_uS, dtype=float), devices.shape)
     pulses = np.zeros(devices.shape, dtype=np.int64)
+    stalled = np.zeros(devices.shape, dtype=bool)
     g = yield Read(devices)
+    history = [np.abs(target - g)]
     for _ in range(max_rounds):
         err = target - g
-        off = np.abs(err) > tolerance_uS
+        far = np.abs(err) > 4 * tolerance_uS
+        if stall_rounds and len(history) > stall_rounds:
+            came = history[-1 - stall_rounds] - history[-1]
+            stalled |= far & (came < stall_fraction * g)
+        off = (np.abs(err) > tolerance_uS) & ~stalled
         if not off.any():
             break
         # far from the band: a burst; close to it: single pulses, so nothing overshoots much
-        count = np.where(np.abs(err[off]) > 4 * tolerance_uS, max_burst, 1)
+        count = np.where(far[off], max_burst, 1)
         yield Pulse(devices[off], np.where(err[off] > 0, SET, RESET), count, voltage, width)
         pulses[off] += count
         g = yield Read(devices)
-    return VerifyResult(g, np.abs(target - g) <= tolerance_uS, pulses)
+        history.append(np.abs(target - g))
+    return VerifyResult(g, np.abs(target - g) <= tolerance_uS, pulses, stalled)

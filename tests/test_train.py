@@ -12,7 +12,10 @@ import pytest
 
 from hil.cli import main
 from hil.cmd_train import TrainParams, prepare
+from hil.faults import STUCK_ON
 from hil.records import RunStore
+from hil.trainer import OnlineTrainer, PRESET_uS
+from sequences.basic import program_verify, run
 
 
 def _train(args, env=None):
@@ -22,7 +25,7 @@ def _train(args, env=None):
 
 def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, small_data):
     common = ["--network", "two", "--epochs", "40", "--seed", "5", "--data", str(small_data),
-              "--checkpoint-every", "50"]
+              "--checkpoint-every", "50", "--failures", "0.05:0.5"]
     assert main(["train", *common, "--out", str(tmp_path / "whole")]) == 0
     proc = _train([*common, "--out", str(tmp_path / "killed")])
     store_db = tmp_path / "killed" / "run.sqlite"
@@ -86,6 +89,33 @@ def test_failed_devices_are_placed_and_reported(tmp_path, small_data):
     _, backend, _ = prepare(TrainParams(network="single", epochs=1, data=str(small_data),
                                         fault_map=str(fmap)), say=lambda m: None)
     assert (backend.mode != 0).sum() == 2
+
+
+def test_preparation_presets_used_devices_and_cancels_stuck_on_ones(small_data):
+    params = TrainParams(network="single", epochs=1, data=str(small_data), failures="0.06:1.0")
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    layer = trainer.layers[0]
+    stuck = backend.mode[layer.devices] == STUCK_ON
+    pairs = stuck.reshape(65, 10, 2)
+    lone = pairs.any(axis=2) & ~pairs.all(axis=2)  # pairs with one stuck device and a live one
+    used = ~stuck & ~np.roll(stuck, 1, axis=1) & ~np.roll(stuck, -1, axis=1)
+    used[:, 4:] = False  # a few healthy devices left high by an earlier run
+    run(program_verify(layer.devices[used], 150.0, tolerance_uS=20.0), backend)
+    trainer = OnlineTrainer(backend, trainer.digits, trainer.cfg)
+    layer = trainer.layers[0]
+    w_stuck = np.abs(layer.weights(100.0))[lone]
+    before = backend.counts.pulses
+    done = trainer.prepare_arrays()
+    first = backend.counts.pulses - before
+    assert done == {"preset": int(used.sum() + stuck.sum()), "stuck_on": int(stuck.sum()),
+                    "cancelled": int(lone.sum())}
+    assert np.array_equal(layer.dead, stuck), "only the stuck devices are written off"
+    assert (layer.g[used] < trainer.cfg.g_preset).all() and np.median(layer.g[used]) < PRESET_uS
+    after = np.abs(layer.weights(100.0))[lone]
+    assert w_stuck.min() > 2.5 and after.mean() < 0.3, "stuck-on pairs start near w = 0"
+    pulses = backend.counts.pulses
+    assert trainer.prepare_arrays() == {"preset": 0, "stuck_on": 0, "cancelled": int(lone.sum())}
+    assert backend.counts.pulses - pulses < 0.05 * first, "a prepared array stays prepared"
 
 
 @pytest.mark.parametrize("args", [["--failures", "2"], ["--epochs", "0"],
