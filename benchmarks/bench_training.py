@@ -33,7 +33,7 @@ def main() -> None:
     t_insitu = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fp32 = train_fp32(digits, trainer.spec, args.epochs, lr=trainer.cfg.lr,
+    fp32, _ = train_fp32(digits, trainer.spec, args.epochs, lr=trainer.cfg.lr,
                       lr_decay=trainer.cfg.lr_decay)
     t_fp32 = time.perf_counter() - t0
 

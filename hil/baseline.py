@@ -20,14 +20,14 @@ def train_fp32(
     lr: float = 0.02,
     lr_decay: float = 0.25,
     init_scale: float = 0.1,
-) -> list[float]:
-    """Test accuracy after each epoch."""
+) -> tuple[list[float], list[np.ndarray]]:
+    """Test accuracy after each epoch, and the trained weights (inputs + 1, outputs) per layer,
+    bias row last."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
     ws = [(init_scale * rng.standard_normal((n_in + 1, n_out))).astype(f32)
           for n_in, n_out in zip(spec.sizes, spec.sizes[1:], strict=False)]
     x_train = _inputs(digits.x_train)
-    x_test = _inputs(digits.x_test)
     z = targets(digits.y_train).astype(f32)
     one = np.ones(1, dtype=f32)
     accuracy = []
@@ -46,9 +46,14 @@ def train_fp32(
                     h = acts[layer][:-1]
                     d = (ws[layer][:-1] @ d) * (1 - h * h)
                 ws[layer] += eta * grad
-        y = forward(x_test[:, :-1], ws)[-1]
-        accuracy.append(float((y.argmax(1) == digits.y_test).mean()))
-    return accuracy
+        accuracy.append(fp32_accuracy(digits, ws))
+    return accuracy, ws
+
+
+def fp32_accuracy(digits: Digits, weights: list[np.ndarray]) -> float:
+    """Test accuracy of float weights on the inputs as the bench applies them."""
+    y = forward(_inputs(digits.x_test)[:, :-1], weights)[-1]
+    return float((y.argmax(1) == digits.y_test).mean())
 
 
 def _inputs(pixels: np.ndarray) -> np.ndarray:

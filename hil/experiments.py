@@ -3,7 +3,9 @@
 * ``curves``: test accuracy after every epoch, single and two layers, with no failed devices and
   with the paper's 6.15 % failed devices (half stuck-on) present during training (Figs. 5, 6a).
 * ``faults``: train once per network and seed, then replace a fraction p of the network's devices
-  by stuck-off or by stuck-on devices and measure again (Fig. 7).
+  by stuck-off or by stuck-on devices and measure again (Fig. 7). Beside them, the same network
+  trained in fp32 with the same fraction of its weights dropped (set to zero): what a dead
+  weight costs the network itself, whatever devices carry it.
 * ``hidden``: two layers with a range of hidden neurons, in-situ at device precision beside fp32
   backprop of the same network (Fig. 8).
 
@@ -20,7 +22,8 @@ epoch)::
 ``network`` is ``single`` or ``two``; ``hidden`` is 0 for the single layer; ``mode`` says what the
 devices were: ``ok`` (none failed), ``mixed`` (failed devices present during training, half of them
 stuck-on), ``stuck_off`` / ``stuck_on`` (a fraction of the trained network's devices replaced
-afterwards) or ``fp32`` (no devices: the float baseline); ``p`` is the fraction of failed devices.
+afterwards), ``fp32`` (no devices: the float baseline) or ``fp32_dropped`` (the float baseline
+with a fraction of its weights set to zero); ``p`` is the fraction of failed devices (weights).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from hil.baseline import train_fp32
+from hil.baseline import fp32_accuracy, train_fp32
 from hil.cmd_train import TrainParams, prepare
 from hil.data import Digits, load_digits
 from hil.errors import HilError
@@ -77,7 +80,7 @@ class Trial:
     mode: str  # ok | mixed (failed devices present during training) | fp32
     seed: int
     setup: Setup
-    inject: bool = False  # also measure it with failed devices injected (faults study)
+    inject: bool = False  # also measure it with failed devices (dropped weights) injected
 
     @property
     def training(self) -> Trial:
@@ -111,7 +114,8 @@ def study_trials(study: str, seeds: Sequence[int], setup: Setup,
         return [Trial(net, h, mode, s, setup)
                 for net, h in networks for mode in ("ok", "mixed") for s in seeds]
     if study == "faults":
-        return [Trial(net, h, "ok", s, setup, inject=True) for net, h in networks for s in seeds]
+        return [Trial(net, h, mode, s, setup, inject=True)
+                for net, h in networks for mode in ("ok", "fp32") for s in seeds]
     if study == "hidden":
         return [Trial("two", h, mode, s, setup)
                 for h in hidden for mode in ("ok", "fp32") for s in seeds]
@@ -140,7 +144,9 @@ def run_trial(trial: Trial) -> Outcome:
         digits = _digits(setup.data)
         if trial.mode == "fp32":
             spec = NetworkSpec.parse(trial.network, trial.hidden or None)
-            return Outcome(tuple(train_fp32(digits, spec, setup.epochs, trial.seed)))
+            history, weights = train_fp32(digits, spec, setup.epochs, trial.seed)
+            return Outcome(tuple(history), drop_weights(weights, digits, trial.seed,
+                                                        setup.fractions) if trial.inject else ())
         params = TrainParams(
             bench=setup.bench, network=trial.network, hidden=trial.hidden or None,
             epochs=setup.epochs, seed=trial.seed, data=setup.data, curves=setup.curves,
@@ -173,6 +179,22 @@ def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
             backend.set_modes(modes)
             out.append((mode, p, trainer.evaluate()))
             backend.load_state_dict(trained)
+    return tuple(out)
+
+
+def drop_weights(weights: list[np.ndarray], digits: Digits, seed: int,
+                 fractions: Sequence[float]) -> tuple[tuple[str, float, float], ...]:
+    """Accuracy of a float network after setting a fraction p of all its weights to zero (the
+    weights of a larger fraction include those of a smaller one)."""
+    sizes = [w.size for w in weights]
+    order = np.random.default_rng([seed, 5]).permutation(sum(sizes))
+    out = []
+    for p in fractions:
+        keep = np.ones(sum(sizes))
+        keep[order[: round(p * keep.size)]] = 0.0
+        parts = np.split(keep, np.cumsum(sizes)[:-1])
+        dropped = [w * k.reshape(w.shape) for w, k in zip(weights, parts, strict=True)]
+        out.append(("fp32_dropped", p, fp32_accuracy(digits, dropped)))
     return tuple(out)
 
 

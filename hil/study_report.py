@@ -31,7 +31,11 @@ LABELS = {
     ("single", "stuck_on"): "single layer, stuck-on",
     ("two", "stuck_off"): "two layers, stuck-off",
     ("two", "stuck_on"): "two layers, stuck-on",
+    ("single", "fp32_dropped"): "single layer, fp32, weights dropped",
+    ("two", "fp32_dropped"): "two layers, fp32, weights dropped",
 }
+FAULT_MODES = ("stuck_off", "stuck_on", "fp32_dropped")
+FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "fp32_dropped": "s"}
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -184,7 +188,7 @@ def data_table(study: str, s: pd.DataFrame) -> str:
         series = [(k, _pick(s, network=k[0], mode=k[1])) for k in LABELS if k[1] in ("ok", "mixed")]
         index, fmt = "epoch", "{}"
     elif study == "faults":
-        series = [(k, _pick(s, network=k[0], mode=k[1])) for k in LABELS if k[1].startswith("st")]
+        series = [(k, _pick(s, network=k[0], mode=k[1])) for k in LABELS if k[1] in FAULT_MODES]
         index, fmt = "p", "{:g} %"
     else:
         last = s[s["epoch"] == s["epoch"].max()]
@@ -230,10 +234,10 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
         fig, ax = plt.subplots(figsize=(5, 3.8))
         for (net, mode), label in LABELS.items():
             part = _pick(s, network=net, mode=mode)
-            if mode.startswith("stuck") and not part.empty:
+            if mode in FAULT_MODES and not part.empty:
                 ax.errorbar(100 * part["p"], part["mean"], part["sd"], capsize=2, ms=4,
-                            marker="o" if mode == "stuck_off" else "^",
-                            ls="-" if net == "two" else "--", label=label)
+                            marker=FAULT_MARKERS[mode], ls="-" if net == "two" else "--",
+                            alpha=0.55 if mode == "fp32_dropped" else 1.0, label=label)
         ax.set_xticks(100 * np.unique(s["p"]))
         ax.set_xlabel("failed devices (%)")
         ax.set_ylabel("test accuracy (%)")

@@ -8,8 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hil.baseline import fp32_accuracy, train_fp32
 from hil.cli import main
-from hil.experiments import COLUMNS
+from hil.data import load_digits
+from hil.experiments import COLUMNS, drop_weights
+from hil.network import NetworkSpec
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +39,10 @@ def faults_out(digits_dir, tmp_path_factory):
 def test_faults_results_schema_and_outputs(faults_out):
     df = pd.read_csv(faults_out / "results.csv")
     assert list(df.columns) == COLUMNS
-    # 2 networks x 2 seeds x 2 modes x 2 fractions, all measured after the last epoch
-    assert len(df) == 16
+    # 2 networks x 2 seeds x 3 modes x 2 fractions, all measured after the last epoch
+    assert len(df) == 24
     assert set(df["study"]) == {"faults"}
-    assert set(df["mode"]) == {"stuck_off", "stuck_on"}
+    assert set(df["mode"]) == {"stuck_off", "stuck_on", "fp32_dropped"}
     assert sorted(set(df["p"])) == [0.0, 0.2]
     assert set(df["epoch"]) == {2}
     assert dict(df.groupby("network")["hidden"].first()) == {"single": 0, "two": 20}
@@ -63,10 +66,21 @@ def test_stuck_on_hurts_more_than_stuck_off(faults_out):
     assert single["stuck_on", 0.2] < 0.5 * trained
 
 
+def test_dropped_weights_are_the_fp32_network_losing_weights(digits_dir):
+    digits = load_digits(str(digits_dir))
+    _, weights = train_fp32(digits, NetworkSpec.parse("two", 10), epochs=8, seed=3)
+    out = drop_weights(weights, digits, seed=3, fractions=(0.0, 0.3, 1.0))
+    assert [(m, p) for m, p, _ in out] == [("fp32_dropped", p) for p in (0.0, 0.3, 1.0)]
+    trained, some, none = (a for _, _, a in out)
+    assert trained == fp32_accuracy(digits, weights) > 0.5
+    assert none == pytest.approx((digits.y_test == 0).mean()), "no weights: every output tanh(0)"
+    assert some < trained
+
+
 def test_same_results_when_run_again(digits_dir, faults_out, tmp_path):
     again = run_faults(digits_dir, tmp_path, "--workers", "1")
     assert (tmp_path / "results.csv").read_bytes() == (faults_out / "results.csv").read_bytes()
-    assert len(again) == 16
+    assert len(again) == 24
 
 
 def test_dask_local_cluster_gives_the_same_results_csv(digits_dir, faults_out, tmp_path):
