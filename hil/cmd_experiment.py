@@ -42,7 +42,9 @@ ABOUT = {
     "curves": "Test accuracy after every training epoch, trained in-situ with no failed devices "
     "and with 6.15 % of the devices failed (half stuck-on, half stuck-off) during training.",
     "faults": "Networks trained without failed devices, then a random fraction of their devices "
-    "replaced by stuck-off or by stuck-on devices before measuring the test accuracy.",
+    "replaced by stuck-off or by stuck-on devices before measuring the test accuracy. Beside "
+    "them, for reference: the same fraction of whole weights lost (both devices of a pair stuck "
+    "off), and the same network trained in fp32 with that fraction of its weights dropped.",
     "hidden": "Two-layer networks trained in-situ at device precision, beside fp32 backprop of the "
     "same network (final epoch).",
 }

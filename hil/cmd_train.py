@@ -183,9 +183,8 @@ def run(args: argparse.Namespace) -> int:
     with _terminate_as_interrupt(), backend:
         if trainer.prepared is None:
             done = trainer.prepare_arrays()
-            say(f"arrays prepared: {done['preset']} devices pre-set low, {done['stuck_on']} "
-                f"found stuck on, {done['cancelled']} partners of stuck devices programmed to "
-                "cancel them")
+            say(f"arrays prepared: {done['preset']} devices read high, {done['stuck_on']} of "
+                f"them stuck on; {done['cancelled']} partners programmed to cancel stuck devices")
         _train(store, trainer, params)
     summary = _finish(store, trainer)
     print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "

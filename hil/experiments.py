@@ -3,9 +3,10 @@
 * ``curves``: test accuracy after every epoch, single and two layers, with no failed devices and
   with the paper's 6.15 % failed devices (half stuck-on) present during training (Figs. 5, 6a).
 * ``faults``: train once per network and seed, then replace a fraction p of the network's devices
-  by stuck-off or by stuck-on devices and measure again (Fig. 7). Beside them, the same network
-  trained in fp32 with the same fraction of its weights dropped (set to zero): what a dead
-  weight costs the network itself, whatever devices carry it.
+  by stuck-off or by stuck-on devices and measure again (Fig. 7). Beside them, the same fraction
+  of its weights lost (both devices of a pair stuck off), and the same network trained in fp32
+  with that fraction of its weights dropped: what losing weights costs the network itself, and
+  what the devices add to it.
 * ``hidden``: two layers with a range of hidden neurons, in-situ at device precision beside fp32
   backprop of the same network (Fig. 8).
 
@@ -22,8 +23,9 @@ epoch)::
 ``network`` is ``single`` or ``two``; ``hidden`` is 0 for the single layer; ``mode`` says what the
 devices were: ``ok`` (none failed), ``mixed`` (failed devices present during training, half of them
 stuck-on), ``stuck_off`` / ``stuck_on`` (a fraction of the trained network's devices replaced
-afterwards), ``fp32`` (no devices: the float baseline) or ``fp32_dropped`` (the float baseline
-with a fraction of its weights set to zero); ``p`` is the fraction of failed devices (weights).
+afterwards), ``pair_off`` (a fraction of its weights lost: both devices of the pair stuck off),
+``fp32`` (no devices: the float baseline) or ``fp32_dropped`` (the float baseline with a fraction
+of its weights set to zero); ``p`` is the fraction of failed devices (or weights).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from hil.baseline import fp32_accuracy, train_fp32
 from hil.cmd_train import TrainParams, prepare
 from hil.data import Digits, load_digits
 from hil.errors import HilError
-from hil.faults import MODES, FailureRate
+from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
 from hil.network import NetworkSpec
 from hil.trainer import OnlineTrainer
 
@@ -161,21 +163,26 @@ def run_trial(trial: Trial) -> Outcome:
 def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
                   ) -> tuple[tuple[str, float, float], ...]:
     """Accuracy of a trained network after replacing a fraction p of its devices by stuck-off
-    or stuck-on ones.
+    or stuck-on ones, and after losing a fraction p of its weights (``pair_off``: both devices
+    of the pair stuck off), which tells what the devices add to the loss of the weights.
 
-    The failed devices of a larger fraction include those of a smaller one, and both modes hit
-    the same devices, so the curves compare like with like; every measurement starts from the
-    same copy of the trained backend state (including its noise generator).
+    The failed devices of a larger fraction include those of a smaller one, and both device
+    modes hit the same devices, so the curves compare like with like; every measurement starts
+    from the same copy of the trained backend state (including its noise generator).
     """
     backend = trainer.backend
     devices = np.concatenate([layer.devices.ravel() for layer in trainer.layers])
+    pairs = devices.reshape(-1, 2)  # G+ and G- sit in adjacent columns
     order = np.random.default_rng([seed, 5]).permutation(devices)
+    pair_order = pairs[np.random.default_rng([seed, 6]).permutation(len(pairs))]
     trained = backend.state_dict()
     out = []
-    for mode in ("stuck_off", "stuck_on"):
+    for mode, code, failing in (("stuck_off", STUCK_OFF, lambda k: order[:k]),
+                                ("stuck_on", STUCK_ON, lambda k: order[:k]),
+                                ("pair_off", STUCK_OFF, lambda k: pair_order[: k // 2])):
         for p in fractions:
             modes = trained["mode"].copy()
-            modes[order[: round(p * devices.size)]] = MODES[mode]
+            modes[failing(round(p * devices.size))] = code
             backend.set_modes(modes)
             out.append((mode, p, trainer.evaluate()))
             backend.load_state_dict(trained)

@@ -31,11 +31,13 @@ LABELS = {
     ("single", "stuck_on"): "single layer, stuck-on",
     ("two", "stuck_off"): "two layers, stuck-off",
     ("two", "stuck_on"): "two layers, stuck-on",
+    ("single", "pair_off"): "single layer, weights lost (pairs stuck-off)",
+    ("two", "pair_off"): "two layers, weights lost (pairs stuck-off)",
     ("single", "fp32_dropped"): "single layer, fp32, weights dropped",
     ("two", "fp32_dropped"): "two layers, fp32, weights dropped",
 }
-FAULT_MODES = ("stuck_off", "stuck_on", "fp32_dropped")
-FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "fp32_dropped": "s"}
+FAULT_MODES = ("stuck_off", "stuck_on", "pair_off", "fp32_dropped")
+FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "pair_off": "D", "fp32_dropped": "s"}
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -231,18 +233,18 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
             ax.legend(loc="lower right", fontsize=8)
         axes[0].set_ylabel("test accuracy (%)")
     elif study == "faults":
-        fig, ax = plt.subplots(figsize=(5, 3.8))
+        fig, ax = plt.subplots(figsize=(6, 5))
         for (net, mode), label in LABELS.items():
             part = _pick(s, network=net, mode=mode)
             if mode in FAULT_MODES and not part.empty:
                 ax.errorbar(100 * part["p"], part["mean"], part["sd"], capsize=2, ms=4,
                             marker=FAULT_MARKERS[mode], ls="-" if net == "two" else "--",
-                            alpha=0.55 if mode == "fp32_dropped" else 1.0, label=label)
+                            alpha=1.0 if mode.startswith("stuck") else 0.55, label=label)
         ax.set_xticks(100 * np.unique(s["p"]))
         ax.set_xlabel("failed devices (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("failed devices after training (cf. Fig. 7)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     else:
         fig, ax = plt.subplots(figsize=(5, 3.8))
         last = s[s["epoch"] == s["epoch"].max()]

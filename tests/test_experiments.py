@@ -10,8 +10,10 @@ import pytest
 
 from hil.baseline import fp32_accuracy, train_fp32
 from hil.cli import main
+from hil.cmd_train import TrainParams, prepare
 from hil.data import load_digits
-from hil.experiments import COLUMNS, drop_weights
+from hil.experiments import COLUMNS, drop_weights, inject_faults
+from hil.faults import STUCK_OFF
 from hil.network import NetworkSpec
 
 
@@ -39,10 +41,10 @@ def faults_out(digits_dir, tmp_path_factory):
 def test_faults_results_schema_and_outputs(faults_out):
     df = pd.read_csv(faults_out / "results.csv")
     assert list(df.columns) == COLUMNS
-    # 2 networks x 2 seeds x 3 modes x 2 fractions, all measured after the last epoch
-    assert len(df) == 24
+    # 2 networks x 2 seeds x 4 modes x 2 fractions, all measured after the last epoch
+    assert len(df) == 32
     assert set(df["study"]) == {"faults"}
-    assert set(df["mode"]) == {"stuck_off", "stuck_on", "fp32_dropped"}
+    assert set(df["mode"]) == {"stuck_off", "stuck_on", "pair_off", "fp32_dropped"}
     assert sorted(set(df["p"])) == [0.0, 0.2]
     assert set(df["epoch"]) == {2}
     assert dict(df.groupby("network")["hidden"].first()) == {"single": 0, "two": 20}
@@ -54,7 +56,7 @@ def test_faults_results_schema_and_outputs(faults_out):
 def test_p0_is_the_trained_network_for_both_modes(faults_out):
     df = pd.read_csv(faults_out / "results.csv")
     p0 = df[df["p"] == 0].pivot_table("test_accuracy", ["network", "seed"], "mode")
-    assert (p0["stuck_off"] == p0["stuck_on"]).all()
+    assert (p0["stuck_off"] == p0["stuck_on"]).all() and (p0["stuck_off"] == p0["pair_off"]).all()
 
 
 def test_stuck_on_hurts_more_than_stuck_off(faults_out):
@@ -64,6 +66,21 @@ def test_stuck_on_hurts_more_than_stuck_off(faults_out):
     assert trained > 0.5  # the sanity check needs a network that learnt something
     assert single["stuck_on", 0.2] < single["stuck_off", 0.2] <= trained + 0.05
     assert single["stuck_on", 0.2] < 0.5 * trained
+
+
+def test_lost_weights_are_whole_pairs_and_as_many_devices_as_stuck_off(digits_dir):
+    params = TrainParams(network="single", epochs=1, data=str(digits_dir))
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    seen = []
+    set_modes = backend.set_modes
+    backend.set_modes = lambda modes: (seen.append(modes.copy()), set_modes(modes))
+    out = inject_faults(trainer, seed=1, fractions=(0.1,))
+    assert [m for m, _, _ in out] == ["stuck_off", "stuck_on", "pair_off"]
+    layer = trainer.layers[0].devices
+    off, _, pairs = (modes[layer] == STUCK_OFF for modes in seen)
+    assert off.sum() == pairs.sum() == round(0.1 * layer.size)
+    assert (pairs[:, 0::2] == pairs[:, 1::2]).all(), "both devices of a lost weight fail"
+    assert (off[:, 0::2] != off[:, 1::2]).any()
 
 
 def test_dropped_weights_are_the_fp32_network_losing_weights(digits_dir):
@@ -80,7 +97,7 @@ def test_dropped_weights_are_the_fp32_network_losing_weights(digits_dir):
 def test_same_results_when_run_again(digits_dir, faults_out, tmp_path):
     again = run_faults(digits_dir, tmp_path, "--workers", "1")
     assert (tmp_path / "results.csv").read_bytes() == (faults_out / "results.csv").read_bytes()
-    assert len(again) == 24
+    assert len(again) == 32
 
 
 def test_dask_local_cluster_gives_the_same_results_csv(digits_dir, faults_out, tmp_path):
