@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
     with _terminate_as_interrupt(), backend:
         if trainer.prepared is None:
+            say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()
             say(f"arrays prepared: {done['preset']} devices read high, {done['stuck_on']} of "
                 f"them stuck on; {done['cancelled']} partners programmed to cancel stuck devices")

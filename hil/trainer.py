@@ -161,9 +161,11 @@ class OnlineTrainer:
                 for layer in self.layers]
         stalled = self._program(high, [np.full(r.size, PRESET_uS / 2) for r, _ in high],
                                 PRESET_uS / 2)
-        for layer, (r, c), stuck in zip(self.layers, high, stalled, strict=True):
-            stuck &= layer.g[r, c] > cfg.g_high  # a slow device stalled lower still works
+        stuck_on = 0
+        for layer, (r, c), gave_up in zip(self.layers, high, stalled, strict=True):
+            stuck = gave_up & (layer.g[r, c] > cfg.g_high)  # a slow device stalled lower works
             layer.dead[r[stuck], c[stuck]] = True
+            stuck_on += int(stuck.sum())
         partners = []
         for layer in self.layers:
             r, c = np.nonzero(layer.dead & (layer.g > cfg.g_preset))
@@ -175,7 +177,7 @@ class OnlineTrainer:
             layer.refresh_masks(cfg)
         self.prepared = {
             "preset": sum(r.size for r, _ in high),
-            "stuck_on": sum(int(s.sum()) for s in stalled),  # masked in place above
+            "stuck_on": stuck_on,
             "cancelled": sum(r.size for r, _ in partners),
         }
         return self.prepared
