@@ -20,7 +20,7 @@ from hil.bench import COLS, ROWS, Bench, load_bench
 from hil.characterize import Result, characterize, planned_ops
 from hil.classify import MODES, settings
 from hil.errors import HilError
-from hil.faults import FailureRate, FaultMap, load_fault_map
+from hil.faults import FailureRate, FaultMap, LineFault, load_fault_map
 from hil.records import RunStore
 from hil.registry import Registry, default_path
 
@@ -228,6 +228,21 @@ def run_characterize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fabric_words(faults: list[LineFault]) -> list[str]:
+    """One phrase per fault; a board none of whose lines conducts is one fault (not connected
+    or not powered), not 22 open lines."""
+    per_board: dict[int, list[LineFault]] = {}
+    for f in faults:
+        per_board.setdefault(f.board, []).append(f)
+    words = []
+    for board, lines in per_board.items():
+        if len(lines) == ROWS + COLS:
+            words.append(f"board {board}: no line conducts (is it connected and powered?)")
+        else:
+            words += [f"board {board} {f.line.upper()} {f.index} open" for f in lines]
+    return words
+
+
 def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
     print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
@@ -237,7 +252,7 @@ def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
     print(f"modes: {counts}")
     if result.fabric:
         print("fabric faults (fix the board, not the devices): " + "; ".join(
-            f"board {f.board} {f.line.upper()} {f.index} open" for f in result.fabric))
+            _fabric_words(result.fabric)))
     failed = result.failed
     if failed.empty:
         print("no devices to replace")

@@ -144,3 +144,16 @@ def test_characterize_through_the_drivers_on_the_emulated_bench(tmp_path, capsys
     assert summary["fabric_faults"] == [{"board": 13, "line": "bl", "index": 11}]
     assert pd.read_csv(tmp_path / "r" / "replacements.csv").values.tolist() == [
         [13, 1, 1, 1, 1, "stuck_on"], [13, 22, 1, 9, 3, "open"]]
+
+
+def test_a_board_with_no_current_is_one_fault_not_22_open_lines(tmp_path, capsys):
+    faults = tmp_path / "faults.csv"
+    faults.write_text("board,row,col,mode\n" + "".join(f"12,{r},*,open_bl\n" for r in range(1, 13))
+                      + "13,4,*,open_bl\n")
+    assert main(["characterize", "--boards", "12-13", "--fault-map", str(faults),
+                 "--registry", str(tmp_path / "reg.sqlite"), "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert "board 12: no line conducts" in printed and "board 12 BL" not in printed
+    assert "board 13 BL 4 open" in printed
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert len([f for f in summary["fabric_faults"] if f["board"] == 12]) == 22
