@@ -136,12 +136,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     if args.resume:
         store = RunStore(args.resume, create=False)
-        params = TrainParams(**store.meta()["params"])
+        meta = store.meta()
+        if "params" not in meta:
+            raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
+        params = TrainParams(**meta["params"])
         state = store.load_checkpoint()
         if state is None:
-            raise HilError(f"{args.resume}: no checkpoint to resume from")
+            say(f"{args.resume}: stopped before its first checkpoint; starting it again")
     else:
         if args.epochs < 1:
             raise HilError("--epochs must be at least 1")
@@ -166,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
             raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
         store = RunStore(out)
         state = None
-    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     bench, backend, trainer = prepare(params, say=say, check_registry=True)
     if state is None:
         store.put_meta(
@@ -184,8 +187,11 @@ def run(args: argparse.Namespace) -> int:
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()
-            say(f"arrays prepared: {done['preset']} devices read high, {done['stuck_on']} of "
-                f"them stuck on; {done['cancelled']} partners programmed to cancel stuck devices")
+            say(f"arrays prepared with {done['pulses']} pulses: {done['preset']} devices read "
+                f"high, {done['stuck_on']} of them stuck on; {done['cancelled']} stuck devices "
+                f"cancelled by their partners ({done['partly']} only partly, the partner at its "
+                f"ceiling), {done['uncancelled']} not (partner stuck too: replace those first)")
+            store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
         _train(store, trainer, params)
     summary = _finish(store, trainer)
     print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "

@@ -179,10 +179,10 @@ def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
     out = []
     for mode, code, failing in (("stuck_off", STUCK_OFF, lambda k: order[:k]),
                                 ("stuck_on", STUCK_ON, lambda k: order[:k]),
-                                ("pair_off", STUCK_OFF, lambda k: pair_order[: k // 2])):
+                                ("pair_off", STUCK_OFF, lambda k: pair_order[:k])):
         for p in fractions:
             modes = trained["mode"].copy()
-            modes[failing(round(p * devices.size))] = code
+            modes[failing(round(p * (len(pairs) if mode == "pair_off" else devices.size)))] = code
             backend.set_modes(modes)
             out.append((mode, p, trainer.evaluate()))
             backend.load_state_dict(trained)

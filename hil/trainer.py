@@ -37,6 +37,7 @@ import numpy as np
 
 from hil.backend import RESET, SET, Backend
 from hil.data import Digits
+from hil.errors import HilError
 from hil.network import (
     LEVELS,
     NetworkSpec,
@@ -48,6 +49,7 @@ from hil.network import (
 from sequences.basic import program_verify, run
 
 PRESET_uS = 5.0  # the paper pre-sets every device below this before training
+CHECKPOINT_FORMAT = 2  # bump when the trainer's state changes shape
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class TrainConfig:
     prepare_burst: int = 16  # pulses per round while a device is far from its target
     stall_fraction: float = 0.04  # a device coming nearer its target by less than this part
     stall_rounds: int = 3  # of its reading over three bursts is given up (stuck, or at its end)
+    stuck_fraction: float = 0.1  # given up having moved less than this part of it: stuck
     paper_threshold: float = 0.002  # |eta dw| that triggers a pulse pair under ``paper``
     checkpoint_every: int = 1000  # images
 
@@ -84,26 +87,29 @@ class Layer:
     g: np.ndarray  # measured conductances, same shape
     acc: np.ndarray  # mixed-precision accumulator, (n_in + 1, n_out), weight units
     dead: np.ndarray  # devices seen not to respond (stuck): never pulsed again
+    ceiling: np.ndarray  # no SET at or above this (g_high; higher for a stuck device's partner)
     can_set: np.ndarray = field(init=False)
     can_reset: np.ndarray = field(init=False)
 
     def refresh_masks(self, cfg: TrainConfig) -> None:
         """Which devices may take a SET or a RESET, kept with the conductances so the update
         path only looks them up."""
-        self.can_set, self.can_reset = _masks(cfg, self.g, self.dead)
+        self.can_set, self.can_reset = _masks(cfg, self.g, self.dead, self.ceiling)
 
     def refresh_devices(self, cfg: TrainConfig, rows: np.ndarray, cols: np.ndarray) -> None:
         """:meth:`refresh_masks` for the given devices only (after a pulse)."""
         self.can_set[rows, cols], self.can_reset[rows, cols] = _masks(
-            cfg, self.g[rows, cols], self.dead[rows, cols])
+            cfg, self.g[rows, cols], self.dead[rows, cols], self.ceiling[rows, cols])
 
     def weights(self, g_unit: float) -> np.ndarray:
         return (self.g[:, 0::2] - self.g[:, 1::2]) / g_unit
 
 
-def _masks(cfg: TrainConfig, g: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A device may be SET while alive and below g_high, RESET while alive and above g_floor."""
-    return ~dead & (g < cfg.g_high), ~dead & (g > cfg.g_floor)
+def _masks(cfg: TrainConfig, g: np.ndarray, dead: np.ndarray, ceiling: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """A device may be SET while alive and below its ceiling, RESET while alive and above
+    g_floor."""
+    return ~dead & (g < ceiling), ~dead & (g > cfg.g_floor)
 
 
 class OnlineTrainer:
@@ -125,7 +131,8 @@ class OnlineTrainer:
             dead = np.zeros(dev.shape, dtype=bool)
             if excluded is not None:
                 dead |= np.isin(dev, excluded)
-            layer = Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)), dead)
+            layer = Layer(name, dev, g, np.zeros((dev.shape[0], dev.shape[1] // 2)), dead,
+                          np.full(dev.shape, config.g_high))
             layer.refresh_masks(config)
             self.layers.append(layer)
         self.prepared: dict[str, int] | None = None  # what prepare_arrays did, once it has
@@ -149,46 +156,59 @@ class OnlineTrainer:
 
     def prepare_arrays(self) -> dict[str, int]:
         """Bring the arrays to the paper's starting state before the first image: pre-set every
-        working device above ``g_preset`` low by RESET program-verify; one that stays high and
-        does not move is stuck on. Then program the live partner of every stuck device (found
-        here, or flagged by characterisation) up to its conductance, so the pair starts near
-        w = 0; a partner that cannot get that high ends at its ceiling, which still takes most
+        working device above ``g_preset`` low by RESET program-verify; one that RESET bursts do
+        not move at all is stuck (on: it reads high). Then program the live partner of every
+        stuck device (found here, or flagged by characterisation) up to its conductance, so the
+        pair starts near w = 0, and let training SET that partner back up to the level it
+        reached. A partner that cannot get that high ends at its ceiling, which still takes most
         of the stuck weight away. Returns what it found and did, also kept in ``prepared``."""
         cfg = self.cfg
+        pulses = self.backend.counts.pulses
         # a device sitting high to cancel a stuck partner stays there
         high = [np.nonzero(~layer.dead & (layer.g > cfg.g_preset)
                            & ~_partner(layer.dead & (layer.g > cfg.g_preset)))
                 for layer in self.layers]
-        stalled = self._program(high, [np.full(r.size, PRESET_uS / 2) for r, _ in high],
-                                PRESET_uS / 2)
+        start = [layer.g[r, c] for layer, (r, c) in zip(self.layers, high, strict=True)]
+        done = self._program(high, [np.full(r.size, PRESET_uS / 2) for r, _ in high],
+                             PRESET_uS / 2)
         stuck_on = 0
-        for layer, (r, c), gave_up in zip(self.layers, high, stalled, strict=True):
-            stuck = gave_up & (layer.g[r, c] > cfg.g_high)  # a slow device stalled lower works
+        for layer, (r, c), g0, (_, gave_up) in zip(self.layers, high, start, done, strict=True):
+            # given up without having moved at all: stuck (a slow device moved, then stalled)
+            stuck = gave_up & (g0 - layer.g[r, c] < cfg.stuck_fraction * g0)
             layer.dead[r[stuck], c[stuck]] = True
             stuck_on += int(stuck.sum())
-        partners = []
+        partners, stuck_high = [], 0
         for layer in self.layers:
             r, c = np.nonzero(layer.dead & (layer.g > cfg.g_preset))
+            stuck_high += r.size
             alive = ~layer.dead[r, c ^ 1]
             partners.append((r[alive], c[alive] ^ 1))
-        self._program(partners, [layer.g[r, c ^ 1] for layer, (r, c) in
-                                 zip(self.layers, partners, strict=True)], cfg.cancel_tolerance)
-        for layer in self.layers:
+        done = self._program(partners, [layer.g[r, c ^ 1] for layer, (r, c) in
+                                        zip(self.layers, partners, strict=True)],
+                             cfg.cancel_tolerance)
+        short = 0
+        for layer, (r, c), (converged, _) in zip(self.layers, partners, done, strict=True):
+            layer.ceiling[r, c] = np.maximum(cfg.g_high, layer.g[r, c] - cfg.cancel_tolerance)
+            short += int((~converged).sum())
             layer.refresh_masks(cfg)
+        cancelled = sum(r.size for r, _ in partners)
         self.prepared = {
             "preset": sum(r.size for r, _ in high),
             "stuck_on": stuck_on,
-            "cancelled": sum(r.size for r, _ in partners),
+            "cancelled": cancelled,  # stuck devices whose partner was programmed against them
+            "partly": short,  # ... of which the partner could not get within cancel_tolerance
+            "uncancelled": stuck_high - cancelled,  # no live partner: a weight fixed for good
+            "pulses": self.backend.counts.pulses - pulses,
         }
         return self.prepared
 
     def _program(self, where: list[tuple[np.ndarray, np.ndarray]], targets: list[np.ndarray],
-                 tolerance: float) -> list[np.ndarray]:
+                 tolerance: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """One program-verify over the given (rows, cols) of every layer at once; updates the
-        host's conductances and returns, per layer, which devices stalled."""
+        host's conductances and returns, per layer, which devices converged and which stalled."""
         sizes = [r.size for r, _ in where]
         if not sum(sizes):
-            return [np.zeros(0, dtype=bool) for _ in where]
+            return [(np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)) for _ in where]
         cfg = self.cfg
         devices = np.concatenate([layer.devices[r, c]
                                   for layer, (r, c) in zip(self.layers, where, strict=True)])
@@ -199,7 +219,8 @@ class OnlineTrainer:
         bounds = np.cumsum([0, *sizes])
         for layer, (r, c), a, b in zip(self.layers, where, bounds, bounds[1:], strict=False):
             layer.g[r, c] = result.conductance[a:b]
-        return [result.stalled[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [(result.converged[a:b], result.stalled[a:b])
+                for a, b in zip(bounds, bounds[1:], strict=False)]
 
     # ---- forward through the arrays -----------------------------------------------------
 
@@ -375,19 +396,24 @@ class OnlineTrainer:
             "block": self._block,
             "prepared": self.prepared,
             "history": list(self.history),
-            "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy())
-                       for layer in self.layers],
+            "layers": [(layer.g.copy(), layer.acc.copy(), layer.dead.copy(),
+                        layer.ceiling.copy()) for layer in self.layers],
+            "format": CHECKPOINT_FORMAT,
             "backend": self.backend.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise HilError("the checkpoint was written by another version of memristor-hil and "
+                           "cannot be resumed; start a new run")
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
         self._block = state["block"]
         self.prepared = state["prepared"]
         self.history = list(state["history"])
-        for layer, (g, acc, dead) in zip(self.layers, state["layers"], strict=True):
+        for layer, (g, acc, dead, ceiling) in zip(self.layers, state["layers"], strict=True):
             layer.g, layer.acc, layer.dead = g.copy(), acc.copy(), dead.copy()
+            layer.ceiling = ceiling.copy()
             layer.refresh_masks(self.cfg)
         self.backend.load_state_dict(state["backend"])
         self.order = self._order(self.epoch)

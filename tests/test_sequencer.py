@@ -13,6 +13,7 @@ import pytest
 from hil.backend import RESET, SET
 from hil.bench import COLS, data_file, load_bench, parse_bench
 from hil.cli import main
+from hil.faults import STUCK_ON
 from hil.hardware import clock_settings, sequencer_settings
 from hil.sequencer import SequenceError, Sequencer
 from hil.sim import SimBackend
@@ -138,20 +139,15 @@ def test_sequences_run_on_any_backend(bench):
 def test_program_verify_gives_up_devices_that_do_not_move(bench):
     backend = SimBackend(bench, seed=2)
     dev = bench.array_devices("output")[0, :8]
-    run(set_pulses_until(dev, 150.0), backend)
+    run(program_verify(dev, 150.0, tolerance_uS=20.0), backend)  # as after an earlier run
     modes = backend.mode.copy()
-    modes[dev[:3]] = 2  # stuck on: no pulse moves them
+    modes[dev[:3]] = STUCK_ON  # no pulse moves them
     backend.set_modes(modes)
     result = run(program_verify(dev, 2.5, tolerance_uS=2.5, max_rounds=60, max_burst=16,
                                 stall_rounds=3, stall_fraction=0.04), backend)
     assert result.stalled.tolist() == [True] * 3 + [False] * 5
     assert result.converged[3:].all() and (result.conductance[:3] > 250).all()
     assert (result.pulses[:3] <= 4 * 16).all(), "a stuck device is given up after a few bursts"
-
-
-def set_pulses_until(devices, target):
-    """Healthy devices up to about ``target`` uS, as after a previous training."""
-    return program_verify(devices, target, tolerance_uS=20.0)
 
 
 def test_dry_run_moves_nothing_and_reports_both_clocks(tmp_path, capsys, monkeypatch):

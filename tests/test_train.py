@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from hil import cmd_train
 from hil.cli import main
 from hil.cmd_train import TrainParams, prepare
 from hil.faults import STUCK_ON
@@ -47,6 +48,42 @@ def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, smal
     a = RunStore(tmp_path / "whole", create=False)
     b = RunStore(tmp_path / "killed", create=False)
     assert np.array_equal(a.snapshot(40, "hidden"), b.snapshot(40, "hidden"))
+
+
+@pytest.mark.parametrize("stop_in", ["prepare_arrays", "_train"])
+def test_a_run_stopped_before_or_after_preparing_resumes_exactly(tmp_path, small_data,
+                                                                  monkeypatch, stop_in):
+    common = ["--network", "single", "--epochs", "2", "--seed", "3", "--data", str(small_data),
+              "--failures", "0.06:0.5"]
+    assert main(["train", *common, "--out", str(tmp_path / "whole")]) == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    target = OnlineTrainer if stop_in == "prepare_arrays" else cmd_train
+    with monkeypatch.context() as m:
+        m.setattr(target, stop_in, interrupted)
+        assert main(["train", *common, "--out", str(tmp_path / "stopped")]) == 130
+    store = RunStore(tmp_path / "stopped", create=False)
+    assert (store.load_checkpoint() is None) == (stop_in == "prepare_arrays")
+    assert main(["train", "--resume", str(tmp_path / "stopped")]) == 0
+    whole, resumed = (json.loads((tmp_path / d / "summary.json").read_text())
+                      for d in ("whole", "stopped"))
+    assert resumed == whole and whole["prepared"]["stuck_on"] > 0
+
+
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, small_data, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
+                 "--out", str(run)]) == 0
+    store = RunStore(run, create=False)
+    state = store.load_checkpoint()
+    del state["format"]
+    store.save_checkpoint(0, state)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another version of memristor-hil" in err and len(err.splitlines()) == 1
 
 
 def test_run_records_summary_plots_and_database(tmp_path, small_data):
@@ -107,14 +144,21 @@ def test_preparation_presets_used_devices_and_cancels_stuck_on_ones(small_data):
     before = backend.counts.pulses
     done = trainer.prepare_arrays()
     first = backend.counts.pulses - before
-    assert done == {"preset": int(used.sum() + stuck.sum()), "stuck_on": int(stuck.sum()),
-                    "cancelled": int(lone.sum())}
+    assert {k: done[k] for k in ("preset", "stuck_on", "cancelled", "uncancelled")} == {
+        "preset": int(used.sum() + stuck.sum()), "stuck_on": int(stuck.sum()),
+        "cancelled": int(lone.sum()), "uncancelled": int(stuck.sum() - lone.sum())}
+    assert 0 <= done["partly"] < done["cancelled"] and done["pulses"] == first
     assert np.array_equal(layer.dead, stuck), "only the stuck devices are written off"
     assert (layer.g[used] < trainer.cfg.g_preset).all() and np.median(layer.g[used]) < PRESET_uS
     after = np.abs(layer.weights(100.0))[lone]
     assert w_stuck.min() > 2.5 and after.mean() < 0.3, "stuck-on pairs start near w = 0"
+    cancelling = pairs[:, :, ::-1].reshape(stuck.shape) & ~stuck
+    g_high = trainer.cfg.g_high
+    assert (layer.ceiling[~cancelling] == g_high).all()
+    assert (layer.ceiling[cancelling] > g_high).mean() > 0.9, "they may be SET back up later"
     pulses = backend.counts.pulses
-    assert trainer.prepare_arrays() == {"preset": 0, "stuck_on": 0, "cancelled": int(lone.sum())}
+    again = trainer.prepare_arrays()
+    assert (again["preset"], again["stuck_on"], again["cancelled"]) == (0, 0, int(lone.sum()))
     assert backend.counts.pulses - pulses < 0.05 * first, "a prepared array stays prepared"
 
 
