@@ -6,6 +6,7 @@ intended polarity and voltage, even when MCU frames are corrupted or dropped on 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from hil.backend import RESET, SET, make_backend
 from hil.bench import load_bench, parse_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
+from hil.faults import STUCK_ON
 from hil.sequencer import Sequencer
 from tests.conftest import write_optdigits
 
@@ -191,6 +193,24 @@ def test_training_smoke_through_the_drivers(emu, tiny_data, tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     assert emu.is_safe()
     assert len(emu.pulses) > 0
+
+
+def test_preparation_finds_stuck_on_devices_through_the_drivers(tiny_data, tmp_path):
+    bench = load_bench()
+    cells = bench.array_devices("single")
+    modes = np.zeros(bench.n_devices, dtype=np.int8)
+    pick = np.random.default_rng(0).choice(cells[:, 0::2].size, 8, replace=False)
+    stuck, partner = cells[:, 0::2].ravel()[pick], cells[:, 1::2].ravel()[pick]  # G+, its G-
+    modes[stuck] = STUCK_ON
+    with EmulatedBench(bench, seed=5, modes=modes) as emu:
+        path = bench_file(emu, tmp_path / "emu.toml")
+        assert main(["train", "--bench", str(path), "--data", str(tiny_data), "--epochs", "1",
+                     "--network", "single", "--out", str(tmp_path / "run")]) == 0
+        assert emu.is_safe()
+        partners = emu.model.sim.g[partner]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["prepared"]["stuck_on"] == 8 and summary["prepared"]["cancelled"] == 8
+    assert (partners > 200).all(), "partners programmed up against the stuck devices"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
