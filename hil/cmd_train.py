@@ -187,10 +187,7 @@ def run(args: argparse.Namespace) -> int:
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()
-            say(f"arrays prepared with {done['pulses']} pulses: {done['preset']} devices read "
-                f"high, {done['stuck_on']} of them stuck on; {done['cancelled']} stuck devices "
-                f"cancelled by their partners ({done['partly']} only partly, the partner at its "
-                f"ceiling), {done['uncancelled']} not (partner stuck too: replace those first)")
+            say(_prepared_words(done))
             store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
         _train(store, trainer, params)
     summary = _finish(store, trainer)
@@ -198,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
           f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
     return 0
+
+
+def _prepared_words(done: dict[str, int]) -> str:
+    if not done["preset"] and not done["cancelled"] + done["uncancelled"]:
+        return "arrays prepared: every device already low, none stuck"
+    return (f"arrays prepared with {done['pulses']} pulses: {done['preset']} devices read high, "
+            f"{done['stuck_on']} of them stuck on; {done['cancelled']} stuck devices cancelled by "
+            f"their partners ({done['partly']} only partly, the partner at its ceiling), "
+            f"{done['uncancelled']} not (partner stuck too: replace those first)")
 
 
 def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
