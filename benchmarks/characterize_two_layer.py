@@ -31,7 +31,7 @@ def run() -> None:
     args = parser.parse_args()
     bench = load_bench()
     devices = np.arange(bench.board_pos(13) * 120, (bench.board_pos(40) + 1) * 120)
-    modes = FailureRate.parse(args.failures).place(bench.n_devices, np.random.default_rng(0))
+    modes = FailureRate.parse(args.failures).place(bench, 0)
     t0 = time.perf_counter()
     result = characterize(SimBackend(bench, seed=0, modes=modes), devices, settings(bench))
     measure = time.perf_counter() - t0

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="form the devices first (stepped SET ramp, [characterize] form_*)")
     faults = p.add_mutually_exclusive_group()
     faults.add_argument("--failures", metavar="RATE[:MIX]",
-                        help="simulated bench: fail this fraction of devices, MIX stuck-on")
+                        help="simulated bench: each device fails with this "
+                        "probability, MIX of them stuck-on (drawn per board from --seed)")
     faults.add_argument("--fault-map", metavar="CSV",
                         help="simulated bench: faults from CSV board,row,col,mode")
     p.add_argument("--seed", type=int, help="simulated bench seed (default: [sim] seed)")
@@ -140,8 +141,7 @@ def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
     seed = bench.sim.seed if args.seed is None else args.seed
     faults = None
     if args.failures:
-        rng = np.random.default_rng(seed)
-        faults = FaultMap(FailureRate.parse(args.failures).place(bench.n_devices, rng))
+        faults = FaultMap(FailureRate.parse(args.failures).place(bench, seed))
     elif args.fault_map:
         faults = load_fault_map(args.fault_map, bench)
     # chips swapped on the registry are fresh devices on the simulated bench too

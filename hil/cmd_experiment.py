@@ -40,7 +40,8 @@ from hil.study_report import claims_table, plot, study_markdown, summarise
 
 ABOUT = {
     "curves": "Test accuracy after every training epoch, trained in-situ with no failed devices "
-    "and with 6.15 % of the devices failed (half stuck-on, half stuck-off) during training.",
+    "and with failed devices during training (each device with probability 6.15 %, half of them "
+    "stuck-on, half stuck-off).",
     "faults": "Networks trained without failed devices, then a random fraction of their devices "
     "replaced by stuck-off or by stuck-on devices before measuring the test accuracy. Beside "
     "them, for reference: the same fraction of whole weights lost (both devices of a pair stuck "

@@ -58,9 +58,7 @@ def prepare(params: TrainParams, digits: Digits | None = None, say=print,
         bench = replace(bench, backend="sim")
     modes = None
     if params.failures is not None:
-        modes = FailureRate.parse(params.failures).place(
-            bench.n_devices, np.random.default_rng([params.seed, 7])
-        )
+        modes = FailureRate.parse(params.failures).place(bench, params.seed)
     elif params.fault_map is not None:
         modes = read_fault_map(params.fault_map, bench)
     kwargs: dict[str, Any] = {}
@@ -119,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="update rule: mixed-precision accumulator (default) or the paper's rule")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
-                   help="fail this fraction of devices at random, MIX of them stuck-on")
+                   help="each device fails with this probability, MIX of them stuck-on "
+                        "(drawn per board from --seed)")
     g.add_argument("--fault-map", metavar="CSV", help="failed devices: board,row,col,mode")
     p.add_argument("--registry", metavar="PATH", help="device registry to check for flagged "
                    "cells (default: $HIL_REGISTRY, else the user's data directory)")

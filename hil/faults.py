@@ -56,14 +56,15 @@ class FailureRate:
             )
         return cls(*parts)
 
-    def place(self, n_devices: int, rng: np.random.Generator) -> np.ndarray:
-        """Mode of every device: exactly round(rate * n) failures at random positions."""
-        modes = np.zeros(n_devices, dtype=np.int8)
-        k = round(self.rate * n_devices)
-        failed = rng.choice(n_devices, size=k, replace=False)
-        n_on = round(self.mix * k)
-        modes[failed[:n_on]] = STUCK_ON
-        modes[failed[n_on:]] = STUCK_OFF
+    def place(self, bench: Bench, seed: int) -> np.ndarray:
+        """Mode of every device of ``bench``: each fails with probability ``rate``, stuck on
+        with probability ``rate * mix``. The draws are seeded per board, so a cell fails alike
+        on every bench that holds its board: the whole bench ``hil characterize`` sees and the
+        network's boards ``hil train`` uses give the same failed devices for the same seed."""
+        u = np.concatenate([np.random.default_rng([seed, 7, board]).random(CELLS)
+                            for board in bench.board_ids])
+        modes = np.where(u < self.rate, STUCK_OFF, OK).astype(np.int8)
+        modes[u < self.rate * self.mix] = STUCK_ON
         return modes
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from hil import cmd_train
+from hil.bench import CELLS, load_bench
 from hil.cli import main
 from hil.cmd_train import TrainParams, prepare
-from hil.faults import STUCK_ON
+from hil.faults import STUCK_ON, FailureRate
 from hil.records import RunStore
 from hil.trainer import OnlineTrainer, PRESET_uS
 from sequences.basic import program_verify, run
@@ -117,10 +118,20 @@ def test_paper_rule_pulses_pairs_in_opposite_directions(small_data):
     assert not np.array_equal(trainer.layers[0].g, g0)
 
 
-def test_failed_devices_are_placed_and_reported(tmp_path, small_data):
-    params = TrainParams(network="single", epochs=1, data=str(small_data), failures="0.0615:0.5")
+def test_failed_devices_are_placed_alike_on_every_bench_and_reported(tmp_path, small_data):
+    params = TrainParams(network="two", seed=4, epochs=1, data=str(small_data),
+                         failures="0.0615:0.5")
     bench, backend, _ = prepare(params, say=lambda m: None)
-    assert (backend.mode != 0).sum() == round(0.0615 * bench.n_devices)
+    n = bench.n_devices
+    assert abs((backend.mode != 0).sum() - 0.0615 * n) < 4 * np.sqrt(0.0615 * n)
+    # the whole bench, as hil characterize places them: the network's boards fail alike
+    whole = load_bench()
+    shared = [b for b in bench.board_ids if b in whole.board_ids]
+    assert len(shared) >= 2
+    modes = FailureRate.parse("0.0615:0.5").place(whole, seed=4)
+    for b in shared:
+        on_net = backend.mode[bench.board_pos(b) * CELLS:][:CELLS]
+        assert np.array_equal(on_net, modes[whole.board_pos(b) * CELLS:][:CELLS])
     fmap = tmp_path / "faults.csv"
     fmap.write_text("board,row,col,mode\n1,3,4,stuck_on\n2,12,10,stuck_off\n")
     _, backend, _ = prepare(TrainParams(network="single", epochs=1, data=str(small_data),
