@@ -121,7 +121,8 @@ def program_verify(devices, target_uS, tolerance_uS: float = 2.0, max_rounds: in
                    stall_fraction: float = 0.0) -> Sequence:
     """Program each device to ``target_uS`` (scalar or per device): read, pulse those outside
     the band (SET below, RESET above; ``max_burst`` pulses when far, one when near), read
-    again, until all are inside or ``max_rounds`` is spent. Returns a :class:`VerifyResult`.
+    them again, until all are inside or ``max_rounds`` is spent. Returns a
+    :class:`VerifyResult`.
 
     With ``stall_rounds``, a device still far from its target that has come nearer by less than
     ``stall_fraction`` of its reading over its last ``stall_rounds`` bursts is given up
@@ -146,6 +147,7 @@ def program_verify(devices, target_uS, tolerance_uS: float = 2.0, max_rounds: in
         count = np.where(far[off], max_burst, 1)
         yield Pulse(devices[off], np.where(err[off] > 0, SET, RESET), count, voltage, width)
         pulses[off] += count
-        g = yield Read(devices)
+        g = g.copy()
+        g[off] = yield Read(devices[off])  # nothing else moved: read only what was pulsed
         history.append(np.abs(target - g))
     return VerifyResult(g, np.abs(target - g) <= tolerance_uS, pulses, stalled)

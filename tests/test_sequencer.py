@@ -143,11 +143,16 @@ def test_program_verify_gives_up_devices_that_do_not_move(bench):
     modes = backend.mode.copy()
     modes[dev[:3]] = STUCK_ON  # no pulse moves them
     backend.set_modes(modes)
+    ops = []
     result = run(program_verify(dev, 2.5, tolerance_uS=2.5, max_rounds=60, max_burst=16,
-                                stall_rounds=3, stall_fraction=0.04), backend)
+                                stall_rounds=3, stall_fraction=0.04), backend,
+                 observe=lambda op, _: ops.append(op))
     assert result.stalled.tolist() == [True] * 3 + [False] * 5
     assert result.converged[3:].all() and (result.conductance[:3] > 250).all()
     assert (result.pulses[:3] <= 4 * 16).all(), "a stuck device is given up after a few bursts"
+    assert ops[0].devices.tolist() == dev.tolist()
+    for pulse, read in zip(ops[1::2], ops[2::2], strict=True):
+        assert read.devices.tolist() == pulse.devices.tolist(), "only pulsed devices are re-read"
 
 
 def test_dry_run_moves_nothing_and_reports_both_clocks(tmp_path, capsys, monkeypatch):
