@@ -34,12 +34,14 @@ def dry_run(params, prepare: Callable) -> int:
     bar = tqdm(total=params.epochs * n, unit="img", desc="rehearsal", dynamic_ncols=True,
                mininterval=0.5, file=sys.stderr)
     t0 = time.monotonic()
+    outer: Sequencer = backend  # type: ignore[assignment]
+    inner: Sequencer = outer.inner  # type: ignore[assignment]
+    prepared = trainer.prepare_arrays()
+    preparing = outer.clock.tally.seconds
     try:
         trainer.run(on_image=lambda tr: bar.update())
     finally:
         bar.close()
-    outer: Sequencer = backend  # type: ignore[assignment]
-    inner: Sequencer = outer.inner  # type: ignore[assignment]
     c = backend.counts
     images = params.epochs * n
     print(f"dry run of {trainer.spec.name}, {params.epochs} epoch(s) x {n} images on bench "
@@ -48,6 +50,9 @@ def dry_run(params, prepare: Callable) -> int:
     print(f"  operations: {c.set_pulses} SET + {c.reset_pulses} RESET pulses, "
           f"{c.device_reads} device reads, {c.mac_reads} MAC readings "
           f"(test evaluation every epoch included)")
+    print(f"  preparing the arrays (included): {prepared['pulses']} pulses, "
+          f"{prepared['stuck_on']} stuck-on devices found, {_duration(preparing)} on the bench "
+          f"({outer.settings.mode})")
     for label, seq in ((outer.settings.mode, outer), ("naive", inner)):
         t = seq.clock.tally
         print(f"  {label:>8}: {_duration(t.seconds)} on the bench "

@@ -161,4 +161,5 @@ def test_dry_run_moves_nothing_and_reports_both_clocks(tmp_path, capsys, monkeyp
     assert main(["train", "--dry-run", "--epochs", "1", "--data", str(data)]) == 0
     out = capsys.readouterr().out
     assert "batched:" in out and "naive:" in out and "floor:" in out
+    assert "preparing the arrays (included): 0 pulses" in out
     assert not Path("runs").exists(), "a dry run writes no run records"
