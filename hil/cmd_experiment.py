@@ -81,8 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "the paper's numbers.")
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
     helps = {"curves": "accuracy vs epoch, with and without failed devices (Figs. 5, 6a)",
-             "faults": "accuracy vs stuck-off / stuck-on devices injected after training "
-                       "(Fig. 7)",
+             "faults": "accuracy vs stuck-off / stuck-on devices injected after training, "
+                       "beside weights lost and fp32 weights dropped (Fig. 7)",
              "hidden": "accuracy vs hidden neurons, in-situ beside fp32 (Fig. 8)"}
     parents = {"curves": [common], "faults": [common, fractions], "hidden": [common, hidden]}
     for study in STUDIES:

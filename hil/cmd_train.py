@@ -167,9 +167,10 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.sqlite").exists():
             raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
-        store = RunStore(out)
         state = None
     bench, backend, trainer = prepare(params, say=say, check_registry=True)
+    if not args.resume:
+        store = RunStore(out)  # only once the run can start: a refused start leaves nothing
     if state is None:
         store.put_meta(
             params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
@@ -201,7 +202,7 @@ def _prepared_words(done: dict[str, int]) -> str:
         return "arrays prepared: every device already low, none stuck"
     return (f"arrays prepared with {done['pulses']} pulses: {done['preset']} devices read high, "
             f"{done['stuck_on']} of them stuck on; {done['cancelled']} stuck devices cancelled by "
-            f"their partners ({done['partly']} only partly, the partner at its ceiling), "
+            f"their partners ({done['partly']} only partly, the partner short of it), "
             f"{done['uncancelled']} not (partner stuck too: replace those first)")
 
 

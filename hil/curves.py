@@ -96,7 +96,7 @@ def curves_from_frame(df: pd.DataFrame, source: str) -> Curves:
 def synthesize_default_curves(n_curves: int = 10, seed: int = 2022) -> Curves:
     """The shipped default curves (``data/curves-default.csv``).
 
-    Ten devices shaped after the paper's Fig. 2c and the bench brief: an exponential approach to a
+    Ten devices shaped after the paper's Fig. 2c: an exponential approach to a
     soft ceiling, so a SET from ~1 uS needs about 100 pulses to pass 90 % of the 1-350 uS window,
     the SET step near 300 uS is under a third of the step near 10 uS, RESET mirrors it, and each
     point carries 1 % measurement noise. Regenerate with ``python -m hil.curves OUT.csv``.

@@ -39,7 +39,8 @@ LINE_MODES = {"open_bl": "bl", "open_sl": "sl"}
 
 @dataclass(frozen=True)
 class FailureRate:
-    """``--failures RATE[:MIX]``: a fraction of devices fails, ``mix`` of them stuck-on."""
+    """``--failures RATE[:MIX]``: each device fails with probability ``rate``, a fraction
+    ``mix`` of the failed ones stuck on."""
 
     rate: float
     mix: float = 0.5

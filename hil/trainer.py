@@ -186,17 +186,20 @@ class OnlineTrainer:
         done = self._program(partners, [layer.g[r, c ^ 1] for layer, (r, c) in
                                         zip(self.layers, partners, strict=True)],
                              cfg.cancel_tolerance)
-        short = 0
-        for layer, (r, c), (converged, _) in zip(self.layers, partners, done, strict=True):
+        short = cancelled = 0
+        for layer, (r, c), (converged, gave_up) in zip(self.layers, partners, done, strict=True):
+            # a partner that SET bursts could not lift off the floor is stuck (off) itself
+            stuck = gave_up & (layer.g[r, c] < cfg.g_preset)
+            layer.dead[r[stuck], c[stuck]] = True
             layer.ceiling[r, c] = np.maximum(cfg.g_high, layer.g[r, c] - cfg.cancel_tolerance)
-            short += int((~converged).sum())
+            cancelled += int((~stuck).sum())
+            short += int((~converged & ~stuck).sum())
             layer.refresh_masks(cfg)
-        cancelled = sum(r.size for r, _ in partners)
         self.prepared = {
             "preset": sum(r.size for r, _ in high),
             "stuck_on": stuck_on,
             "cancelled": cancelled,  # stuck devices whose partner was programmed against them
-            "partly": short,  # ... of which the partner could not get within cancel_tolerance
+            "partly": short,  # ... of which the partner stayed short of cancel_tolerance
             "uncancelled": stuck_high - cancelled,  # no live partner: a weight fixed for good
             "pulses": self.backend.counts.pulses - pulses,
         }

@@ -14,7 +14,7 @@ from hil import cmd_train
 from hil.bench import CELLS, load_bench
 from hil.cli import main
 from hil.cmd_train import TrainParams, prepare
-from hil.faults import STUCK_ON, FailureRate
+from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
 from hil.records import RunStore
 from hil.trainer import OnlineTrainer, PRESET_uS
 from sequences.basic import program_verify, run
@@ -173,6 +173,21 @@ def test_preparation_presets_used_devices_and_cancels_stuck_on_ones(small_data):
     assert backend.counts.pulses - pulses < 0.05 * first, "a prepared array stays prepared"
 
 
+def test_a_stuck_on_device_with_a_stuck_off_partner_is_reported_uncancelled(small_data):
+    params = TrainParams(network="single", epochs=1, data=str(small_data))
+    _, backend, trainer = prepare(params, say=lambda m: None)
+    cells = trainer.layers[0].devices
+    modes = backend.mode.copy()
+    modes[cells[:3, 0]], modes[cells[:3, 1]] = STUCK_ON, STUCK_OFF  # G+ on, its G- off
+    modes[cells[5, 2]] = STUCK_ON  # and one with a working partner
+    backend.set_modes(modes)
+    trainer = OnlineTrainer(backend, trainer.digits, trainer.cfg)
+    done = trainer.prepare_arrays()
+    assert (done["stuck_on"], done["cancelled"], done["uncancelled"]) == (4, 1, 3)
+    dead = trainer.layers[0].dead
+    assert dead[:3, :2].all() and dead[5, 2] and dead.sum() == 7
+
+
 @pytest.mark.parametrize("args", [["--failures", "2"], ["--epochs", "0"],
                                   ["--fault-map", "/nonexistent.csv"], ["--resume", "/nope"]])
 def test_bad_options_are_one_line_errors(tmp_path, small_data, capsys, args):
@@ -180,6 +195,7 @@ def test_bad_options_are_one_line_errors(tmp_path, small_data, capsys, args):
                "--out", str(tmp_path / "r"), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("hil: error:")
+    assert not (tmp_path / "r").exists(), "a refused start leaves no run behind"
 
 
 def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
