@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prepared_words(done: dict[str, int]) -> str:
-    if not done["preset"] and not done["cancelled"] + done["uncancelled"]:
+    if not (done["preset"] or done["cancelled"] or done["uncancelled"]):
         return "arrays prepared: every device already low, none stuck"
     return (f"arrays prepared with {done['pulses']} pulses: {done['preset']} devices read high, "
             f"{done['stuck_on']} of them stuck on; {done['cancelled']} stuck devices cancelled by "

@@ -177,12 +177,12 @@ def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
     pair_order = pairs[np.random.default_rng([seed, 6]).permutation(len(pairs))]
     trained = backend.state_dict()
     out = []
-    for mode, code, failing in (("stuck_off", STUCK_OFF, lambda k: order[:k]),
-                                ("stuck_on", STUCK_ON, lambda k: order[:k]),
-                                ("pair_off", STUCK_OFF, lambda k: pair_order[:k])):
+    # a fraction p of the units fails: devices, or pairs (a row of two device indices)
+    for mode, code, units in (("stuck_off", STUCK_OFF, order), ("stuck_on", STUCK_ON, order),
+                              ("pair_off", STUCK_OFF, pair_order)):
         for p in fractions:
             modes = trained["mode"].copy()
-            modes[failing(round(p * (len(pairs) if mode == "pair_off" else devices.size)))] = code
+            modes[units[: round(p * len(units))]] = code
             backend.set_modes(modes)
             out.append((mode, p, trainer.evaluate()))
             backend.load_state_dict(trained)
