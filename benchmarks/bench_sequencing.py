@@ -23,16 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.backend import make_backend
+from hil.backends.factory import make_backend
+from hil.backends.hardware import clock_settings, sequencer_settings
+from hil.backends.sequencer import Sequencer
+from hil.backends.sim import SimBackend
 from hil.bench import load_bench
-from hil.cmd_train import TrainParams, prepare
-from hil.data import load_digits
 from hil.emulator import EmulatedBench
-from hil.hardware import clock_settings, sequencer_settings
 from hil.network import NetworkSpec
-from hil.sequencer import Sequencer
-from hil.sim import SimBackend
-from hil.trainer import OnlineTrainer, TrainConfig
+from hil.training.data import load_digits
+from hil.training.setup import TrainParams, prepare
+from hil.training.trainer import OnlineTrainer, TrainConfig
 
 LINKS = {  # MCU link assumptions beside the default clock (USB CDC full speed)
     "USB-serial bridge, 921600 baud, 1 ms round trip": {"mcu_baud": 921600,

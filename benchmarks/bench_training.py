@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from hil.baseline import train_fp32
-from hil.cmd_train import TrainParams, prepare
-from hil.data import load_digits
+from hil.training.baseline import train_fp32
+from hil.training.data import load_digits
+from hil.training.setup import TrainParams, prepare
 
 
 def main() -> None:

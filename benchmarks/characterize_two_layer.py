@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.backends.sim import SimBackend
 from hil.bench import load_bench
-from hil.characterize import characterize
-from hil.classify import settings
+from hil.characterization.characterize import characterize
+from hil.characterization.classify import settings
 from hil.cli import main
 from hil.faults import FailureRate
-from hil.sim import SimBackend
 
 
 def run() -> None:

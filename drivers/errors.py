@@ -1,14 +1,14 @@
 """Typed instrument errors. Each names the instrument, so the CLI's one-line message tells the
-operator which box to look at; all are :class:`~hil.errors.HilError` so the CLI exits with code 2
-instead of a traceback."""
+operator which box to look at; the CLI turns each into one line and exit code 2 instead of a
+traceback. Drivers import nothing from ``hil``: they stand on their own below it."""
 
 from __future__ import annotations
 
-from hil.errors import HilError
 
-
-class InstrumentError(HilError):
+class InstrumentError(Exception):
     """Base: something an instrument (or its link) did or refused."""
+
+    exit_code = 2
 
     def __init__(self, instrument: str, problem: str) -> None:
         super().__init__(f"{instrument}: {problem}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.backend import RESET, SET, Backend
+from hil.backends.base import RESET, SET, Backend
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil.backend import RESET, SET
+from hil.backends.base import RESET, SET
 from hil.bench import CELLS, COLS, ROWS, Bench
 from sequences.basic import Mac, Pulse, Read, Sequence
 
@@ -27,7 +27,7 @@ def fabric_selftest(bench: Bench, boards: list[int]) -> Sequence:
     array measured), so one vector tests a bit-line path and all source-line paths at once. Cells
     no array covers (beyond an array's last row or column) are read one by one through the read
     path. Which lines are open is then decided from these currents
-    (:func:`hil.classify.open_lines`) before any device is judged.
+    (:func:`hil.characterization.classify.open_lines`) before any device is judged.
     """
     devices = board_devices(bench, boards)
     local = np.full(bench.n_devices, -1, dtype=np.int64)

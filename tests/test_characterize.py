@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil.backend import Backend
+from hil.backends.base import Backend
+from hil.backends.sim import SimBackend
 from hil.bench import CELLS, load_bench
-from hil.characterize import characterize
-from hil.classify import Settings, classify, open_lines, settings
+from hil.characterization.characterize import characterize
+from hil.characterization.classify import Settings, classify, open_lines, settings
 from hil.faults import MODE_NAMES, OPEN, SHORT, STUCK_OFF, STUCK_ON, FaultMap, LineFault
-from hil.sim import SimBackend
 
 TWO = np.arange(12 * CELLS, 40 * CELLS)  # boards 13-40: the two-layer network
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.data import ENV, load_digits
 from hil.errors import DataError
+from hil.training.data import ENV, load_digits
 
 
 def test_uci_files_are_read_with_their_identity(small_data):

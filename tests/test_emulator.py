@@ -237,7 +237,7 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
     import argparse
     import threading
 
-    from hil.cmd_bench import serve
+    from hil.cli.bench import serve
 
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hil.baseline import fp32_accuracy, train_fp32
 from hil.cli import main
-from hil.cmd_train import TrainParams, prepare
-from hil.data import load_digits
-from hil.experiments import COLUMNS, drop_weights, inject_faults
 from hil.faults import STUCK_OFF
 from hil.network import NetworkSpec
+from hil.studies.experiments import COLUMNS, drop_weights, inject_faults
+from hil.training.baseline import fp32_accuracy, train_fp32
+from hil.training.data import load_digits
+from hil.training.setup import TrainParams, prepare
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import tomllib
 import numpy as np
 import pytest
 
+from hil.backends.sim import SimBackend
 from hil.bench import CELLS, DEFAULT_BENCH, data_file, load_bench, parse_bench
 from hil.errors import BenchFileError, DataError
 from hil.faults import (
@@ -18,7 +19,6 @@ from hil.faults import (
     load_fault_map,
     read_fault_map,
 )
-from hil.sim import SimBackend
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_mac_sees_no_current_from_an_open_line(bench, tmp_path):
 
 
 def test_characterize_section_is_checked():
-    from hil.classify import settings
+    from hil.characterization.classify import settings
 
     raw = tomllib.loads(data_file(DEFAULT_BENCH).read_text())
     base = data_file(DEFAULT_BENCH).parent

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 
 from drivers.errors import MuxCommandError, RouteError
-from hil.backend import RESET, SET, make_backend
+from hil.backends.base import RESET, SET
+from hil.backends.factory import make_backend
+from hil.backends.sequencer import Sequencer
 from hil.bench import load_bench, parse_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
 from hil.faults import STUCK_ON
-from hil.sequencer import Sequencer
 from tests.conftest import write_optdigits
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hil.bench import CELLS, load_bench
+from hil.characterization.registry import REPLACED, Registry, default_path, flagged_devices
 from hil.errors import HilError
-from hil.registry import REPLACED, Registry, default_path, flagged_devices
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil.backend import RESET, SET
+from hil.backends.base import RESET, SET
+from hil.backends.hardware import clock_settings, sequencer_settings
+from hil.backends.sequencer import SequenceError, Sequencer
+from hil.backends.sim import SimBackend
 from hil.bench import COLS, data_file, load_bench, parse_bench
 from hil.cli import main
 from hil.faults import STUCK_ON
-from hil.hardware import clock_settings, sequencer_settings
-from hil.sequencer import SequenceError, Sequencer
-from hil.sim import SimBackend
 from sequences.basic import program_verify, pulse_train, run
 from tests.conftest import write_optdigits
 

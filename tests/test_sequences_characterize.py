@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil.backend import RESET, SET
+from hil.backends.base import RESET, SET
+from hil.backends.sim import SimBackend
 from hil.bench import load_bench
 from hil.faults import SHORT, STUCK_OFF, STUCK_ON
-from hil.sim import SimBackend
 from sequences.basic import Pulse, Read, run
 from sequences.characterize import forming, pulse_response, read_map, response_curves
 

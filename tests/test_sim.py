@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from hil.backend import RESET, SET
+from hil.backends.base import RESET, SET
+from hil.backends.sim import SimBackend
 from hil.bench import load_bench
 from hil.curves import load_curves, synthesize_default_curves
 from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
-from hil.sim import SimBackend
 
 BENCH = load_bench().for_network("single", [(65, 20)])
 
@@ -105,7 +105,7 @@ def test_shipped_curves_are_the_documented_synthesis():
 
 
 def test_fused_bit_plane_mac_has_the_statistics_of_plane_by_plane_reads():
-    from hil.backend import Backend
+    from hil.backends.base import Backend
 
     be = SimBackend(BENCH, seed=6)
     be.pulse(_devices(1300), SET, 20)

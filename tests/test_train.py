@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from hil import cmd_train
 from hil.bench import CELLS, load_bench
 from hil.cli import main
-from hil.cmd_train import TrainParams, prepare
+from hil.cli import train as cmd_train
 from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
 from hil.records import RunStore
-from hil.trainer import OnlineTrainer, PRESET_uS
+from hil.training.setup import TrainParams, prepare
+from hil.training.trainer import OnlineTrainer, PRESET_uS
 from sequences.basic import program_verify, run
 
 
@@ -214,7 +214,7 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
 
 
 def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_data, capsys):
-    from hil.registry import Registry
+    from hil.characterization.registry import Registry
 
     reg = tmp_path / "devices.sqlite"
     bench, _, _ = prepare(TrainParams(network="single", data=str(small_data)),
@@ -229,7 +229,8 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
 
     params = TrainParams(network="single", epochs=1, data=str(small_data), registry=str(reg),
                          exclude_flagged=True)
-    _, backend, trainer = prepare(params, say=lambda m: None, check_registry=True)
+    _, backend, trainer = prepare(params, say=lambda m: None,
+                                    flagged=lambda b: cmd_train.flagged_cells(b, params, print))
     layer = trainer.layers[0]
     flagged = np.isin(layer.devices, bad)
     assert flagged.sum() == 2 and layer.dead[flagged].all() and not layer.dead[~flagged].any()
@@ -239,7 +240,7 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
 
 
 def test_first_crossing_matches_image_by_image_accumulation():
-    from hil.trainer import _first_crossing
+    from hil.training.trainer import _first_crossing
 
     rng = np.random.default_rng(3)
     for _ in range(200):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-import hil.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
+import hil.backends.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
 from hil.bench import Bench
 from hil.network import bit_planes, plane_weights
 
@@ -111,18 +111,3 @@ class Backend(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def make_backend(bench: Bench, **kwargs: Any) -> Backend:
-    """The backend the bench file names."""
-    if bench.backend == "sim":
-        from hil.sim import SimBackend
-
-        return SimBackend(bench, **kwargs)
-    if bench.backend == "instruments":
-        from hil.instruments import InstrumentBackend
-        from hil.sequencer import Sequencer
-
-        return Sequencer(InstrumentBackend(bench, **kwargs))
-    from hil.errors import HilError
-
-    raise HilError(f"{bench.path}: bench.backend: {bench.backend!r} is not available")

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from hil.backend import Backend
-from hil.hardware import sequencer_settings
-from hil.sequencer import Sequencer
+from hil.backends.base import Backend
+from hil.backends.hardware import sequencer_settings
+from hil.backends.sequencer import Sequencer
 
 
 def clocked(sim: Backend) -> Sequencer:

@@ -1,7 +1,7 @@
 """Instrument backend: the backend interface over the drivers (pulse generator, SMU, MCU).
 
-It runs the sequencer's transactions (:mod:`hil.sequencer`) on the instruments the bench file's
-``[instruments]`` names, real ones or the emulated bench, with no code difference:
+It runs the sequencer's transactions (:mod:`~hil.backends.sequencer`) on the instruments the bench
+file's ``[instruments]`` names, real ones or the emulated bench, with no code difference:
 
 * a pulse burst: the route table is loaded and verified (``TBL CRC``), the generator configured
   (high-impedance load verified by the driver), the table armed and the burst fired, each pulse's
@@ -25,10 +25,10 @@ from drivers.errors import InstrumentError
 from drivers.mcu import MuxController, Route
 from drivers.pulsegen import PulseLimits
 from drivers.smu import SourceLimits
-from hil.backend import Backend
+from hil.backends.base import Backend
+from hil.backends.hardware import clock_settings, instruments_config
+from hil.backends.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
 from hil.bench import CELLS, COLS, ROWS, Bench
-from hil.hardware import clock_settings, instruments_config
-from hil.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
 
 OVERFLOW = 9e37  # SCPI "over range" readings are 9.9E37
 

@@ -1,7 +1,7 @@
 """Sequencer: between the trainer (or characterisation) and a backend.
 
-It is itself a :class:`~hil.backend.Backend` wrapping another one, so nothing above it changes.
-For every operation it
+It is itself a :class:`~hil.backends.base.Backend` wrapping another one, so nothing above it
+changes. For every operation it
 
 * checks the operation against the bench's limits (pulse amplitude and width, binary MAC
   inputs, device indices) before anything moves;
@@ -24,10 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from hil.backend import RESET, SET, Backend
+from hil.backends.base import RESET, SET, Backend
+from hil.backends.hardware import (
+    ClockSettings,
+    SequencerSettings,
+    clock_settings,
+    sequencer_settings,
+)
 from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.errors import HilError
-from hil.hardware import ClockSettings, SequencerSettings, clock_settings, sequencer_settings
 from hil.network import bit_planes
 
 # modelled frame sizes on the MCU link (bytes): "<seq> " + " *XXXX\n" out, "<seq> OK *XXXX\n" in

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.backend import SET, Backend
+from hil.backends.base import SET, Backend
 from hil.bench import Bench
 from hil.curves import Curves, load_curves
 from hil.faults import OPEN, SHORT, STUCK_OFF, STUCK_ON

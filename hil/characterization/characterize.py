@@ -1,14 +1,14 @@
 """Characterise boards: self-test the fabric, judge every device, measure response curves.
 
 The whole procedure is one sequence (:func:`plan`) of the building blocks in
-:mod:`sequences.characterize`, so it runs on any :class:`~hil.backend.Backend`:
+:mod:`sequences.characterize`, so it runs on any :class:`~hil.backends.base.Backend`:
 
 1. fabric self-test of every line of every board involved -- open lines are found before any
    device is judged, and their cells are left out of everything that follows;
 2. optionally forming (stepped SET ramp) of fresh devices;
 3. read map: ``reads`` reads of every cell at the read voltage;
 4. pulse response: ``pulses`` SET pulses then ``pulses`` RESET pulses, a read after each;
-5. classification (:mod:`hil.classify`);
+5. classification (:mod:`hil.characterization.classify`);
 6. full-range response curves of ``curve_devices`` typical ``ok`` devices -- those whose
    conductance after the SET train is nearest the median. Typical, because the simulator adds its
    own device-to-device spread on top of the curves; curves of extreme devices would count that
@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import isotonic_regression
 
-from hil.backend import Backend, OpCounts
+from hil.backends.base import Backend, OpCounts
+from hil.backends.sequencer import Sequencer
 from hil.bench import CELLS, Bench
-from hil.classify import FAILED, Settings, classify, open_lines
+from hil.characterization.classify import FAILED, Settings, classify, open_lines
 from hil.curves import Curves, curves_from_frame
 from hil.faults import LineFault
-from hil.sequencer import Sequencer
 from sequences.basic import Mac, Op, Pulse, Read, Sequence, run
 from sequences.characterize import (
     board_devices,
@@ -208,9 +208,9 @@ def characterize(
 ) -> Result:
     """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured.
 
-    Every operation goes through a :class:`~hil.sequencer.Sequencer` (limits checked, batched,
-    timed on the bench clock): ``backend`` itself if it is one (the instrument backend), else one
-    wrapped around it, so a run on the simulated bench predicts the time on the real one.
+    Every operation goes through a :class:`~hil.backends.sequencer.Sequencer` (limits checked,
+    batched, timed on the bench clock): ``backend`` itself if it is one (the instrument backend),
+    else one wrapped around it, so a run on the simulated bench predicts the time on the real one.
     """
     bench = backend.bench
     clocked = backend if isinstance(backend, Sequencer) else Sequencer(backend)

@@ -13,8 +13,8 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from hil.bench import COLS, ROWS, Bench  # noqa: E402
-from hil.characterize import Result  # noqa: E402
-from hil.classify import FAILED  # noqa: E402
+from hil.characterization.characterize import Result  # noqa: E402
+from hil.characterization.classify import FAILED  # noqa: E402
 
 _MARK = {"stuck_on": "ON", "stuck_off": "OFF", "open": "OPN", "short": "SHT", "unstable": "UNS"}
 

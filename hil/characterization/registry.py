@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from hil.bench import Bench
-from hil.classify import FAILED
+from hil.characterization.classify import FAILED
 from hil.errors import HilError
 
 REPLACED = "replaced"

@@ -15,11 +15,11 @@ from drivers.errors import InstrumentError
 from drivers.mcu import MuxController, Route
 from drivers.pulsegen import PulseLimits
 from drivers.smu import SourceLimits
+from hil.backends.hardware import GENERATOR_MODELS, SMU_MODELS, clock_settings, instruments_config
+from hil.backends.instruments import current_range
 from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
-from hil.hardware import GENERATOR_MODELS, SMU_MODELS, clock_settings, instruments_config
-from hil.instruments import current_range
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hil import characterize_plots as plots
-from hil.backend import make_backend
+from hil.backends.factory import make_backend
 from hil.bench import COLS, ROWS, Bench, load_bench
-from hil.characterize import Result, characterize, planned_ops
-from hil.classify import MODES, settings
+from hil.characterization import plots
+from hil.characterization.characterize import Result, characterize, planned_ops
+from hil.characterization.classify import MODES, settings
+from hil.characterization.registry import Registry, default_path
 from hil.errors import HilError
 from hil.faults import FailureRate, FaultMap, LineFault, load_fault_map
 from hil.records import RunStore
-from hil.registry import Registry, default_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,9 +1,9 @@
 """``hil experiment curves|faults|hidden|report``: the paper's studies, in parallel, with plots and
 tables beside the paper's numbers.
-
-Each study writes into ``--out``: ``results.csv`` (see :mod:`hil.experiments`), ``<study>.png``,
-``results.md`` (the paper's figures beside ours) and ``study.json`` (what was run, and how long it
-took). ``report`` runs all three into ``OUT/<study>/`` and writes one Markdown file with every
+ Each study writes into ``--out``: ``results.csv`` (see :mod:`hil.studies.experiments`),
+``<study>.png``, ``results.md`` (the paper's figures beside ours) and ``study.json`` (what was run,
+and how long it took). ``report`` runs all three into ``OUT/<study>/`` and writes one Markdown file
+with every
 section: the README's results section is that file.
 """
 
@@ -24,9 +24,9 @@ import pandas as pd
 from hil import __version__
 from hil.bench import load_bench
 from hil.curves import load_curves
-from hil.data import ENV, load_digits
 from hil.errors import HilError
-from hil.experiments import (
+from hil.network import NetworkSpec
+from hil.studies.experiments import (
     FAULT_FRACTIONS,
     HIDDEN_SIZES,
     STUDIES,
@@ -35,8 +35,8 @@ from hil.experiments import (
     run_studies,
     study_trials,
 )
-from hil.network import NetworkSpec
-from hil.study_report import claims_table, plot, study_markdown, summarise
+from hil.studies.report import claims_table, plot, study_markdown, summarise
+from hil.training.data import ENV, load_digits
 
 ABOUT = {
     "curves": "Test accuracy after every training epoch, trained in-situ with no failed devices "

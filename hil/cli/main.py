@@ -6,12 +6,13 @@ import argparse
 import importlib
 import sys
 
+from drivers.errors import InstrumentError
 from hil import __version__
 from hil.errors import HilError
 
 # Each module adds its sub-commands with ``register(subparsers)``.
 COMMAND_MODULES = [
-    "hil.cmd_train", "hil.cmd_bench", "hil.cmd_characterize", "hil.cmd_experiment",
+    "hil.cli.train", "hil.cli.bench", "hil.cli.characterize", "hil.cli.experiment",
 ]
 
 
@@ -33,13 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except HilError as exc:
+    except (HilError, InstrumentError) as exc:
         print(f"hil: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("hil: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

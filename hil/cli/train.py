@@ -6,83 +6,24 @@ import argparse
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from hil import plots
-from hil.backend import Backend, make_backend
-from hil.bench import Bench, load_bench
-from hil.curves import load_curves
-from hil.data import Digits, load_digits
+from hil.bench import Bench
+from hil.characterization.registry import flagged_devices
 from hil.errors import HilError
-from hil.faults import MODE_NAMES, FailureRate, read_fault_map
-from hil.network import NetworkSpec
+from hil.faults import MODE_NAMES
 from hil.records import RunStore
-from hil.registry import flagged_devices
-from hil.trainer import OnlineTrainer, TrainConfig
+from hil.training import plots
+from hil.training.setup import TrainParams, prepare
+from hil.training.trainer import OnlineTrainer
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    """Everything a run is started with; stored in the run so ``--resume`` needs nothing else."""
-
-    bench: str | None = None
-    network: str = "two"
-    hidden: int | None = None
-    epochs: int = 20
-    seed: int = 0
-    data: str | None = None
-    update: str = "mixed"
-    failures: str | None = None
-    fault_map: str | None = None
-    checkpoint_every: int = 1000
-    registry: str | None = None
-    exclude_flagged: bool = False
-    curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
-
-
-def prepare(params: TrainParams, digits: Digits | None = None, say=print,
-            rehearse: bool = False, check_registry: bool = False
-            ) -> tuple[Bench, Backend, OnlineTrainer]:
-    """Bench, backend (with any failed devices placed) and trainer for ``params``; with
-    ``rehearse`` the simulated bench with this bench's physics stands in (``--dry-run``).
-    ``check_registry`` is for training on the operator's cells (``hil train``): studies and
-    benchmarks simulate their own devices and do not consult the lab's registry."""
-    spec = NetworkSpec.parse(params.network, params.hidden)
-    bench = load_bench(params.bench).for_network(spec.bench_key, spec.array_shapes)
-    if rehearse:
-        bench = replace(bench, backend="sim")
-    modes = None
-    if params.failures is not None:
-        modes = FailureRate.parse(params.failures).place(bench, params.seed)
-    elif params.fault_map is not None:
-        modes = read_fault_map(params.fault_map, bench)
-    kwargs: dict[str, Any] = {}
-    if bench.backend == "sim":
-        kwargs = {"seed": params.seed, "modes": modes}
-        if params.curves is not None:
-            kwargs["curves"] = load_curves(params.curves)
-    elif modes is not None:
-        raise HilError("--failures/--fault-map simulate failed devices: sim backend only")
-    elif params.curves is not None:
-        raise HilError("device response curves drive the simulator: sim backend only")
-    excluded = _flagged_cells(bench, params, say) if check_registry else None
-    digits = digits if digits is not None else load_digits(params.data, say=say)
-    backend = make_backend(bench, **kwargs)
-    if rehearse:
-        from hil.dryrun import clocked
-
-        backend = clocked(backend)
-    config = TrainConfig(network=spec.name, epochs=params.epochs, seed=params.seed,
-                         update=params.update, checkpoint_every=params.checkpoint_every)
-    return bench, backend, OnlineTrainer(backend, digits, config, excluded=excluded)
-
-
-def _flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
+def flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
     """Cells characterisation flagged and nobody has replaced: refuse to train on them, or
     (``--exclude-flagged``) never pulse them. Either way the operator is told which."""
     flagged = flagged_devices(bench, params.registry)
@@ -161,14 +102,15 @@ def run(args: argparse.Namespace) -> int:
             exclude_flagged=args.exclude_flagged,
         )
         if args.dry_run:
-            from hil.dryrun import dry_run
+            from hil.backends.dryrun import dry_run
 
             return dry_run(params, prepare)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "run.sqlite").exists():
             raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
         state = None
-    bench, backend, trainer = prepare(params, say=say, check_registry=True)
+    bench, backend, trainer = prepare(
+        params, say=say, flagged=lambda bench: flagged_cells(bench, params, say))
     if not args.resume:
         store = RunStore(out)  # only once the run can start: a refused start leaves nothing
     if state is None:

@@ -1,10 +1,10 @@
 """The one physics model every emulated instrument shares.
 
-The multiplexer state (per board: WL gates, bit lines on the source bus, source lines to ground
-or to the measure bus; exactly the four switch sets of the MCU protocol) decides which cells an
-instrument reaches: a pulse from the generator changes exactly the cells whose WL, BL and
-grounded SL are all closed, and the SMU measures the summed current of exactly the cells whose
-WL, BL and measured SL are closed. The device physics is :class:`hil.sim.SimBackend`'s, so the
+The multiplexer state (per board: WL gates, bit lines on the source bus, source lines to ground or
+to the measure bus; exactly the four switch sets of the MCU protocol) decides which cells an
+instrument reaches: a pulse from the generator changes exactly the cells whose WL, BL and grounded
+SL are all closed, and the SMU measures the summed current of exactly the cells whose WL, BL and
+measured SL are closed. The device physics is :class:`hil.backends.sim.SimBackend`'s, so the
 emulated bench and the simulated backend behave alike for the same seed.
 
 Hardware trigger lines are modelled as callbacks: an instrument that emits a trigger (the SMU
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.backend import RESET, SET
+from hil.backends.base import RESET, SET
+from hil.backends.sim import SimBackend
 from hil.bench import CELLS, COLS, ROWS, Bench
-from hil.sim import SimBackend
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from hil.baseline import fp32_accuracy, train_fp32
-from hil.cmd_train import TrainParams, prepare
-from hil.data import Digits, load_digits
 from hil.errors import HilError
 from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
 from hil.network import NetworkSpec
-from hil.trainer import OnlineTrainer
+from hil.training.baseline import fp32_accuracy, train_fp32
+from hil.training.data import Digits, load_digits
+from hil.training.setup import TrainParams, prepare
+from hil.training.trainer import OnlineTrainer
 
 STUDIES = ("curves", "faults", "hidden")
 COLUMNS = ["study", "network", "hidden", "mode", "p", "seed", "epoch", "test_accuracy"]

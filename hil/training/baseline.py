@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil.data import Digits
 from hil.network import LEVELS, NetworkSpec, forward, pixel_levels, targets
+from hil.training.data import Digits
 
 
 def train_fp32(

@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.backend import RESET, SET, Backend
-from hil.data import Digits
+from hil.backends.base import RESET, SET, Backend
 from hil.errors import HilError
 from hil.network import (
     LEVELS,
@@ -46,6 +45,7 @@ from hil.network import (
     pixel_levels,
     targets,
 )
+from hil.training.data import Digits
 from sequences.basic import program_verify, run
 
 PRESET_uS = 5.0  # the paper pre-sets every device below this before training
