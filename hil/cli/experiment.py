@@ -71,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fractions.add_argument("--fractions", default=_join(100 * f for f in FAULT_FRACTIONS),
                            metavar="LIST", help="failed-device percentages for the faults study "
                            "(default: %(default)s)")
+    fractions.add_argument("--repair-epochs", type=int, default=0, metavar="N",
+                           help="faults study: also repair every stuck-off and stuck-on network "
+                           "in place as hil repair does, fine-tuning N epochs (default: 0, no "
+                           "repair)")
     hidden = argparse.ArgumentParser(add_help=False)
     hidden.add_argument("--hidden", default=_join(HIDDEN_SIZES), metavar="LIST",
                         help="hidden-neuron counts for the hidden study (default: %(default)s)")
@@ -166,6 +170,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
             raise HilError(f"--fractions {args.fractions!r}: percentages must be 0-100")
         setup = replace(setup, fractions=tuple(fractions))
         about["fractions"] = fractions
+        if args.repair_epochs < 0:
+            raise HilError("--repair-epochs must be at least 0")
+        if args.repair_epochs:
+            setup = replace(setup, repair_epochs=args.repair_epochs)
+            about["repair_epochs"] = args.repair_epochs
     if hasattr(args, "hidden"):
         hidden = _list(args.hidden, "--hidden", int)
         for h in hidden:
@@ -176,7 +185,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
 
 def _params(study: str, about: dict[str, Any]) -> dict[str, Any]:
     """The part of ``about`` that determines a study's results."""
-    drop = {"curves": ("fractions", "hidden"), "faults": ("hidden",), "hidden": ("fractions",)}
+    drop = {"curves": ("fractions", "hidden", "repair_epochs"), "faults": ("hidden",),
+            "hidden": ("fractions", "repair_epochs")}
     return {k: v for k, v in about.items() if k not in drop[study]}
 
 
@@ -188,7 +198,7 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
     trainings = len({t.training for trials in plan.values() for t in trials})
     t0 = time.monotonic()
     with open_executor(args.workers, args.scheduler) as executor:
-        frames = run_studies(plan, executor)
+        frames, repairs = run_studies(plan, executor)
     elapsed = time.monotonic() - t0
     executor_name = ("dask" if args.scheduler else
                      f"{args.workers or os.cpu_count()} local processes")
@@ -200,13 +210,26 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
                 "run_with": studies, "trainings": trainings, "executor": executor_name,
                 "wall_seconds": round(elapsed, 1), "version": __version__}
         (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if study == "faults" and setup.repair_epochs:
+            repairs.to_csv(out / REPAIRS, index=False)
+        else:
+            (out / REPAIRS).unlink(missing_ok=True)
         _render(study, df, out)
     return frames
 
 
+REPAIRS = "repairs.csv"  # faults study: what each repair found and cost
+
+
+def _repairs(out: Path) -> pd.DataFrame | None:
+    """The faults study's repair costs, if it ran repairs."""
+    return pd.read_csv(out / REPAIRS) if (out / REPAIRS).exists() else None
+
+
 def _render(study: str, df: pd.DataFrame, out: Path) -> None:
     plot(study, summarise(df), out / f"{study}.png")
-    (out / "results.md").write_text(study_markdown(study, df, f"{study}.png", ABOUT[study]))
+    (out / "results.md").write_text(study_markdown(study, df, f"{study}.png", ABOUT[study],
+                                                   repairs=_repairs(out)))
 
 
 def _reusable(study: str, about: dict[str, Any], out: Path) -> pd.DataFrame | None:
@@ -241,8 +264,8 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         frames.update(_run(todo, setup, about, dirs, args))
     sections = [study_markdown(study, frames[study], Path(os.path.relpath(
-        dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3)
-        for study in STUDIES]
+        dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3,
+        repairs=_repairs(dirs[study])) for study in STUDIES]
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
                         + "\n".join(sections))
@@ -257,6 +280,8 @@ def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
         parts.append(f"--fractions {args.fractions}")
     if args.hidden != _join(HIDDEN_SIZES):
         parts.append(f"--hidden {args.hidden}")
+    if args.repair_epochs:
+        parts.append(f"--repair-epochs {args.repair_epochs}")
     for option, value in (("--bench", args.bench), ("--device-curves", args.device_curves)):
         if value:
             parts.append(f"{option} {Path(value).name}")

@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
                    help="update rule: mixed-precision accumulator (default) or the paper's rule")
+    p.add_argument("--common-mode", type=float, metavar="uS",
+                   help="mixed rule: a weight that must move RESETs its partner first while the "
+                   "partner carries more than this, keeping one device of each pair near the "
+                   "floor (default: 10; inf turns it off)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
                    help="each device fails with this probability, MIX of them stuck-on "
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             raise HilError("--epochs must be at least 1")
         if args.checkpoint_every < 1:
             raise HilError("--checkpoint-every must be at least 1")
+        if args.common_mode is not None and not args.common_mode > 0:
+            raise HilError("--common-mode must be above 0 uS (inf turns it off)")
         params = TrainParams(
             bench=str(Path(args.bench).resolve()) if args.bench else None,
             network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
             checkpoint_every=args.checkpoint_every,
             registry=str(Path(args.registry).resolve()) if args.registry else None,
-            exclude_flagged=args.exclude_flagged,
+            exclude_flagged=args.exclude_flagged, common_mode_uS=args.common_mode,
         )
         if args.dry_run:
             from hil.backends.dryrun import dry_run
@@ -148,17 +154,21 @@ def _prepared_words(done: dict[str, int]) -> str:
             f"{done['uncancelled']} not (partner stuck too: replace those first)")
 
 
-def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
+def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams, desc: str = "train",
+           first: int = 0) -> None:
+    """Train to the trainer's last epoch with a progress bar, checkpoints and a row per epoch
+    (``first``: the epoch the bar starts from, a repair's first)."""
     n = len(trainer.order)
-    bar = tqdm(total=params.epochs * n, initial=trainer.epoch * n + trainer.position,
-               unit="img", desc="train", dynamic_ncols=True, mininterval=0.5)
+    epochs = trainer.cfg.epochs
+    bar = tqdm(total=(epochs - first) * n, initial=(trainer.epoch - first) * n + trainer.position,
+               unit="img", desc=desc, dynamic_ncols=True, mininterval=0.5)
     every = params.checkpoint_every
     t0 = time.monotonic()
 
     def on_image(tr: OnlineTrainer) -> None:
         bar.update()
         if tr.position % 200 == 0:
-            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{params.epochs} "
+            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{epochs} "
                                 f"train acc {tr.correct / tr.position:.3f}", refresh=False)
         if tr.position % every == 0:
             store.save_checkpoint(tr.epoch * n + tr.position, tr.state_dict())
