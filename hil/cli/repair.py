@@ -65,13 +65,16 @@ def run(args: argparse.Namespace) -> int:
                        f"(hil train --resume {args.run_dir})")
     params = TrainParams(**meta["params"])
     bench, backend, trainer = prepare(params, say=say)
+    problem = None
     if trainer.digits.identity() != meta["data"]:
-        backend.close()
-        raise HilError(f"{args.run_dir}: trained on {meta['data']['name']} "
-                       f"({meta['data']['train']}/{meta['data']['test']} images), not on the "
-                       f"data found now; point $HIL_OPTDIGITS_DIR at the files it was trained on")
-    if failures is not None and bench.backend != "sim":
-        raise HilError("--failures simulates failed devices: sim backend only")
+        problem = (f"{args.run_dir}: trained on {meta['data']['name']} "
+                   f"({meta['data']['train']}/{meta['data']['test']} images), not on the data "
+                   f"found now; point $HIL_OPTDIGITS_DIR at the files it was trained on")
+    elif failures is not None and bench.backend != "sim":
+        problem = "--failures simulates failed devices: sim backend only"
+    if problem:
+        backend.close()  # nothing has moved; the bench is left safe
+        raise HilError(problem)
     s = settings(bench)
     trainer.load_state_dict(state)
     if failures is not None:
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 tested = np.where(table["mode"] == "fabric", 0, 2 * s.recheck_pulses)
                 reg.record(bench, table["device"].to_numpy(), table["mode"].to_numpy(), tested,
                            str(store.dir))
+        store.write_table("repair_devices", table.assign(after_epoch=trained), append=True)
         done = trainer.write_off(found.failed, found.g)
         tuned = args.epochs if done["failed"] else 0
         pulses = backend.counts.pulses
@@ -112,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "training_pulses": training_pulses, "accuracy_before": before, "accuracy_after": after,
     }
     store.write_table("repairs", pd.DataFrame([record]), append=True)
-    store.write_table("repair_devices", table.assign(after_epoch=trained), append=True)
-    summary = _finish(store, trainer)
-    summary["repairs"] = store.read_table("repairs").to_dict("records")
-    store.write_json("summary.json", summary)
+    _finish(store, trainer)
     print(_result_words(record, store.dir))
     return 0
 
