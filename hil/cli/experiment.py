@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--device-curves", metavar="CSV",
                         help="response curves for the simulated devices (default: the bench's)")
     common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
+    common.add_argument("--common-mode", type=float, metavar="uS",
+                        help="low common mode of the update rule, as hil train's (default: the "
+                        "trainer's, 10; inf turns it off)")
     common.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                         f"(default: ${ENV}, else scikit-learn's copy)")
     common.add_argument("--workers", type=int, metavar="N",
@@ -148,6 +151,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
     if bench.backend != "sim":
         raise HilError(f"{bench.path}: the studies run on the simulated bench, this bench's "
                        f"backend is {bench.backend!r}")
+    if args.common_mode is not None and not args.common_mode > 0:
+        raise HilError("--common-mode must be above 0 uS (inf turns it off)")
     curves = Path(args.device_curves).resolve() if args.device_curves else None
     if curves is not None:
         load_curves(curves)
@@ -164,6 +169,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
         "device_curves": {"file": curves.name, "sha256": _sha256(curves)} if curves else
         "bench default",
     }
+    if args.common_mode is not None:
+        setup = replace(setup, common_mode_uS=args.common_mode)
+        about["common_mode_uS"] = str(args.common_mode)  # JSON has no inf
     if hasattr(args, "fractions"):
         fractions = [v / 100 for v in _list(args.fractions, "--fractions", float)]
         if not all(0 <= f <= 1 for f in fractions):
@@ -282,6 +290,8 @@ def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
         parts.append(f"--hidden {args.hidden}")
     if args.repair_epochs:
         parts.append(f"--repair-epochs {args.repair_epochs}")
+    if args.common_mode is not None:
+        parts.append(f"--common-mode {args.common_mode:g}")
     for option, value in (("--bench", args.bench), ("--device-curves", args.device_curves)):
         if value:
             parts.append(f"{option} {Path(value).name}")

@@ -80,6 +80,7 @@ class Setup:
     data: str | None = None  # optdigits directory; None: scikit-learn's copy
     bench: str | None = None  # bench file; None: the embedded default bench
     curves: str | None = None  # response-curve CSV replacing the bench's
+    common_mode_uS: float | None = None  # the update rule's low common mode; None: its default
     fractions: tuple[float, ...] = FAULT_FRACTIONS
     repair_epochs: int = 0  # faults study: repair each network after its failures, N epochs
 
@@ -168,6 +169,7 @@ def run_trial(trial: Trial) -> Outcome:
             bench=setup.bench, network=trial.network, hidden=trial.hidden or None,
             epochs=setup.epochs, seed=trial.seed, data=setup.data, curves=setup.curves,
             failures=PAPER_FAILURES if trial.mode == "mixed" else None,
+            common_mode_uS=setup.common_mode_uS,
         )
         _, _, trainer = prepare(params, digits=digits, say=_quiet)
         history = tuple(h["test_accuracy"] for h in trainer.run())

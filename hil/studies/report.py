@@ -44,6 +44,11 @@ FAULT_MODES = ("stuck_off", "stuck_on", "pair_off", "fp32_dropped", "stuck_off_r
                "stuck_on_repaired")
 FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "pair_off": "D", "fp32_dropped": "s",
                  "stuck_off_repaired": "P", "stuck_on_repaired": "v"}
+# the repaired curves in colours of their own (the default cycle has ten, the plot twelve curves)
+REPAIRED_COLOURS = {("single", "stuck_off_repaired"): "tab:olive",
+                    ("single", "stuck_on_repaired"): "tab:cyan",
+                    ("two", "stuck_off_repaired"): "black",
+                    ("two", "stuck_on_repaired"): "darkmagenta"}
 # what a repair must reach (mean over seeds), beside what the paper measured without one
 REPAIR_TARGETS = [("single", "stuck_off", 0.20, 90.0, "64.7"),
                   ("two", "stuck_off", 0.20, 93.0, "88.06"),
@@ -234,7 +239,8 @@ def repair_tables(s: pd.DataFrame, repairs: pd.DataFrame) -> str:
                      "yes" if after >= target else "**no**"])
     targets = _md(["failed after training", "paper, no repair (%)", "this suite, no repair (%)",
                    "repaired (%)", "target (%)", "met"], rows)
-    r = repairs.assign(pulses=repairs[["test_pulses", "cancel_pulses", "tune_pulses"]].sum(1))
+    spent = repairs[["test_pulses", "cancel_pulses", "tune_pulses"]].sum(axis=1)
+    r = repairs.assign(pulses=spent)
     r["share"] = 100 * r["pulses"] / r["training_pulses"]
     g = r.groupby(["network", "mode", "p"], sort=True)
     cost = g[["moved", "written_off", "epochs", "test_pulses", "cancel_pulses", "tune_pulses",
@@ -282,7 +288,8 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
             if mode in FAULT_MODES and not part.empty:
                 ax.errorbar(100 * part["p"], part["mean"], part["sd"], capsize=2, ms=4,
                             marker=FAULT_MARKERS[mode], ls="-" if net == "two" else "--",
-                            alpha=1.0 if mode.startswith("stuck") else 0.55, label=label)
+                            alpha=1.0 if mode.startswith("stuck") else 0.55, label=label,
+                            color=REPAIRED_COLOURS.get((net, mode)))
         ax.set_xticks(100 * np.unique(s["p"]))
         ax.set_xlabel("failed devices (%)")
         ax.set_ylabel("test accuracy (%)")
