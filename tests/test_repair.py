@@ -106,6 +106,24 @@ def test_low_common_mode_keeps_one_device_of_each_pair_low(small_data):
     assert both_high[10.0] < 0.002 < both_high[math.inf]
 
 
+@pytest.mark.parametrize("written_off,pulse", [(False, "reset_pulses"), (True, "set_pulses")])
+def test_low_common_mode_resets_a_high_partner_unless_it_is_written_off(trained, written_off,
+                                                                          pulse):
+    _, backend, trainer, state = trained
+    trainer.load_state_dict(state)
+    layer = trainer.layers[0]
+    layer.g[0, :2] = (2.0, 300.0)  # weight (0, 0): G+ low, G- high
+    layer.dead[0, 1] = written_off
+    layer.refresh_masks(trainer.cfg)
+    layer.acc[:] = 0.0
+    dw = np.zeros_like(layer.acc)
+    dw[0, 0] = 0.2  # raise w: SET G+, or first RESET G-
+    before = backend.counts.as_dict()
+    trainer._mixed_update(layer, dw)
+    moved = {k: backend.counts.as_dict()[k] - before[k] for k in ("set_pulses", "reset_pulses")}
+    assert moved[pulse] > 0 and sum(moved.values()) == moved[pulse]
+
+
 @pytest.fixture(scope="module")
 def run_dir(small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("repair") / "run"

@@ -391,12 +391,15 @@ class OnlineTrainer:
         # it) while it can take a SET; else RESET its partner if that can take a RESET; else
         # the weight is at the end of its range: drop the update.
         cols = 2 * c + (a < 0)
+        partner = cols ^ 1
         use_set = layer.can_set[r, cols]
         if cfg.common_mode_uS < math.inf:
-            use_set &= layer.g[r, cols ^ 1] <= cfg.common_mode_uS
+            # low common mode: RESET a high partner first if it can take a RESET (one written
+            # off cannot: the device itself is SET then, as without the low common mode)
+            use_set &= ~(layer.can_reset[r, partner]
+                         & (layer.g[r, partner] > cfg.common_mode_uS))
         polarity: int | np.ndarray = SET
         if not use_set.all():
-            partner = cols ^ 1
             keep = use_set | layer.can_reset[r, partner]
             acc[r[~keep], c[~keep]] = 0.0
             r, c, a, use_set = r[keep], c[keep], a[keep], use_set[keep]
