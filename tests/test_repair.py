@@ -136,8 +136,11 @@ def test_hil_repair_records_the_repair_as_epochs(run_dir, tmp_path, capsys):
     healthy = tmp_path / "healthy"
     healthy.mkdir()
     (healthy / "run.sqlite").write_bytes((run_dir / "run.sqlite").read_bytes())
+    read = RunStore(healthy, create=False).load_checkpoint()["layers"][0][0]
     assert main(["repair", str(healthy)]) == 0
     assert "found nothing" in capsys.readouterr().err
+    kept = RunStore(healthy, create=False).load_checkpoint()["layers"][0][0]
+    assert not np.array_equal(read, kept), "the next repair compares with what this one read"
     assert list(RunStore(healthy, create=False).epochs()["epoch"]) == [1, 2]
 
     assert main(["repair", str(run_dir), "--epochs", "2", "--failures", "0.1:0.5"]) == 0

@@ -46,6 +46,7 @@ class Recheck:
     moved: np.ndarray  # bool: the reading moved, so the device was pulse-tested
     modes: np.ndarray  # classification (str), "ok" where not tested
     counts: OpCounts  # operations the re-check cost
+    bench_seconds: float  # their duration on the bench, from the sequencer's bench clock
 
     @property
     def failed(self) -> np.ndarray:
@@ -60,8 +61,7 @@ class Recheck:
 
 def moved(s: Settings, expected: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Readings that differ from the expected ones as much as a response to pulses would."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(np.log(np.maximum(g, 1e-9) / np.maximum(expected, 1e-9)))
+    ratio = np.abs(np.log(np.maximum(g, 1e-9) / np.maximum(expected, 1e-9)))
     return (ratio >= s.min_change) & (np.abs(g - expected) >= s.min_change_uS)
 
 
@@ -91,9 +91,10 @@ def recheck(backend: Backend, devices: np.ndarray, expected: np.ndarray, s: Sett
     clocked = backend if isinstance(backend, Sequencer) else Sequencer(backend)
     devices = np.asarray(devices, dtype=np.int64)
     before = OpCounts(**backend.counts.as_dict())
+    started = clocked.bench_seconds
     g, test, modes = run(plan(bench, devices, np.asarray(expected, dtype=float), s), clocked)
     counts = OpCounts(**{k: v - getattr(before, k) for k, v in backend.counts.as_dict().items()})
-    return Recheck(devices, g, test, modes, counts)
+    return Recheck(devices, g, test, modes, counts, clocked.bench_seconds - started)
 
 
 def found_table(bench: Bench, result: Recheck) -> pd.DataFrame:

@@ -45,7 +45,10 @@ ABOUT = {
     "faults": "Networks trained without failed devices, then a random fraction of their devices "
     "replaced by stuck-off or by stuck-on devices before measuring the test accuracy. Beside "
     "them, for reference: the same fraction of whole weights lost (both devices of a pair stuck "
-    "off), and the same network trained in fp32 with that fraction of its weights dropped.",
+    "off), and the same network trained in fp32 with that fraction of its weights dropped. With "
+    "--repair-epochs, each stuck-off and stuck-on network is then repaired in place as hil "
+    "repair does (re-check every device, write the failed ones off, fine-tune) and measured "
+    "again.",
     "hidden": "Two-layer networks trained in-situ at device precision, beside fp32 backprop of the "
     "same network (final epoch).",
 }

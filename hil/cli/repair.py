@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hil.characterization.classify import settings
-from hil.characterization.recheck import found_table, recheck
+from hil.characterization.recheck import Recheck, found_table, recheck
 from hil.characterization.registry import Registry, now
 from hil.cli.train import _finish, _terminate_as_interrupt, _train
 from hil.errors import HilError
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         before = trainer.evaluate()
         found = recheck(backend, trainer.devices(), trainer.conductances(), s)
         table = found_table(bench, found)
-        say(_found_words(found.found(), int(found.moved.sum()), found.counts.pulses,
-                         found.devices.size))
+        say(_found_words(found))
         if bench.backend != "sim" and not table.empty:
             with Registry(args.registry) as reg:
                 tested = np.where(table["mode"] == "fabric", 0, 2 * s.recheck_pulses)
@@ -98,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
                            str(store.dir))
         store.write_table("repair_devices", table.assign(after_epoch=trained), append=True)
         done = trainer.write_off(found.failed, found.g)
+        # the host's copy now holds what the re-check read: the next repair compares with it
+        store.save_checkpoint(trainer.epoch * len(trainer.order), trainer.state_dict())
         tuned = args.epochs if done["failed"] else 0
         pulses = backend.counts.pulses
         if tuned:
@@ -124,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
 FOUND = ("stuck_on", "stuck_off", "open", "short", "fabric", "unstable")
 
 
-def _found_words(found: dict[str, int], moved: int, pulses: int, devices: int) -> str:
-    what = ", ".join(f"{n} {mode.replace('_', '-')}" for mode, n in found.items()) or "nothing"
-    return (f"re-checked {devices} devices: {moved} read differently and were pulse-tested "
-            f"({pulses} pulses); found {what}")
+def _found_words(found: Recheck) -> str:
+    what = ", ".join(f"{n} {mode.replace('_', '-')}"
+                     for mode, n in found.found().items()) or "nothing"
+    return (f"re-checked {found.devices.size} devices in {found.bench_seconds:.1f} s of bench "
+            f"time: {int(found.moved.sum())} read differently and were pulse-tested "
+            f"({found.counts.pulses} pulses); found {what}")
 
 
 def _result_words(r: dict[str, Any], where: object) -> str:
