@@ -25,6 +25,7 @@ from hil import __version__
 from hil.bench import load_bench
 from hil.curves import load_curves
 from hil.errors import HilError
+from hil.faults import fraction
 from hil.network import NetworkSpec
 from hil.studies.experiments import (
     FAULT_FRACTIONS,
@@ -68,8 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tcp://host:8786); workers need the suite installed and the data and "
                         "curves files at the same paths")
     fractions = argparse.ArgumentParser(add_help=False)
-    fractions.add_argument("--fractions", default=_join(100 * f for f in FAULT_FRACTIONS),
-                           metavar="LIST", help="failed-device percentages for the faults study "
+    fractions.add_argument("--fractions", default=_join(FAULT_FRACTIONS), metavar="LIST",
+                           help="fractions 0-1 of failed devices for the faults study "
                            "(default: %(default)s)")
     hidden = argparse.ArgumentParser(add_help=False)
     hidden.add_argument("--hidden", default=_join(HIDDEN_SIZES), metavar="LIST",
@@ -161,9 +162,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
         "bench default",
     }
     if hasattr(args, "fractions"):
-        fractions = [v / 100 for v in _list(args.fractions, "--fractions", float)]
-        if not all(0 <= f <= 1 for f in fractions):
-            raise HilError(f"--fractions {args.fractions!r}: percentages must be 0-100")
+        fractions = [fraction(v, "--fractions", args.fractions)
+                     for v in args.fractions.split(",")]
         setup = replace(setup, fractions=tuple(fractions))
         about["fractions"] = fractions
     if hasattr(args, "hidden"):
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
     """The command that regenerates this report (file options by name only: no machine paths)."""
     parts = ["hil experiment report", f"--seeds {args.seeds}", f"--epochs {args.epochs}"]
-    if args.fractions != _join(100 * f for f in FAULT_FRACTIONS):
+    if args.fractions != _join(FAULT_FRACTIONS):
         parts.append(f"--fractions {args.fractions}")
     if args.hidden != _join(HIDDEN_SIZES):
         parts.append(f"--hidden {args.hidden}")
