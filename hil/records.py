@@ -34,6 +34,7 @@ from hil.errors import HilError
 CONDUCTANCE_MAPS = "conductance-maps.png"
 CONDUCTANCE_CDF = "conductance-cdf.png"
 ACCURACY = "accuracy.png"
+RESPONSE_CURVES = "response-curves.png"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -3,6 +3,8 @@ the report and its operator errors. Tiny data and epochs keep the module fast.""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,7 @@ from hil.studies.experiments import COLUMNS, drop_weights, inject_faults
 from hil.training.baseline import fp32_accuracy, train_fp32
 from hil.training.data import load_digits
 from hil.training.setup import TrainParams, prepare
+from hil.watch.app import create_app
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +187,15 @@ def test_device_curves_drive_the_simulator(digits_dir, tmp_path):
     assert not default["test_accuracy"].equals(half["test_accuracy"])
     meta = (tmp_path / "half/study.json").read_text()
     assert '"file": "half.csv"' in meta and str(tmp_path) not in meta
+
+
+def test_hil_watch_follows_a_study_as_its_trainings_finish(faults_out):
+    view = create_app(faults_out).test_client().get("/view.json").get_json()
+    assert view["kind"] == "study" and view["state"] == "done"
+    progress = json.loads(sqlite3.connect(faults_out / "run.sqlite").execute(
+        "SELECT value FROM meta WHERE key = 'progress'").fetchone()[0])
+    trainings = json.loads((faults_out / "study.json").read_text())["trainings"]
+    assert progress["done"] == progress["total"] == trainings  # each reported as it finished
+    fig = next(f["figure"] for f in view["figures"] if f["id"] == "study")
+    assert len(fig["data"]) == 8  # 2 networks x 4 modes
+    assert fig["layout"]["xaxis"]["title"]["text"] == "fraction of failed devices"

@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hil.bench import load_bench
@@ -137,3 +138,30 @@ def test_layouts_of_the_default_two_layer_network():
     assert lab["row"].min() == 1 and lab["row"].max() == 12
     assert lab["col"].min() == 1 and lab["col"].max() == 10
     assert set(np.unique(lab["board"])) == {b for row in lay.grid for b in row}
+
+
+def test_a_characterisation_shows_its_board_maps_and_replacement_list(tmp_path):
+    faults = tmp_path / "faults.csv"
+    faults.write_text("board,row,col,mode\n35,1,1,stuck_on\n36,8,4,stuck_off\n")
+    out = tmp_path / "char"
+    assert main(["characterize", "--boards", "35-36", "--fault-map", str(faults), "--out",
+                 str(out), "--quiet"]) == 0
+    view = create_app(out).test_client().get("/view.json").get_json()
+    assert view["kind"] == "characterize" and view["state"] == "done"
+    table = next(t for t in view["tables"] if t["id"] == "replacements")
+    assert table["rows"] == [[35, 1, 1, 1, 1, "stuck_on"], [36, 17, 3, 8, 4, "stuck_off"]]
+    fig = next(f["figure"] for f in view["figures"] if f["id"] == "boards")
+    heat, marks = fig["data"]
+    custom = typed_array(heat["customdata"])
+    assert custom.shape == (12, 20, 6)  # two boards side by side
+    assert list(custom[0, 0, :5]) == [35, 1, 1, 1, 1]  # board, chip, pad, row, col
+    assert list(custom[7, 13, :5]) == [36, 17, 3, 8, 4]
+    assert list(marks["text"]) == ["ON", "OFF"]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["board 35", "board 36"]
+    # the read map was there for the page before the devices were judged
+    with sqlite3.connect(out / "run.sqlite") as db:
+        live = pd.read_sql_query("SELECT * FROM live_reads", db)
+        first = pd.read_sql_query("SELECT * FROM reads WHERE sequence = 'read_map' AND step = 0",
+                                  db)
+    assert len(live) == 240
+    assert np.allclose(live["g_start_uS"], first["conductance_uS"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,8 +16,11 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from hil.bench import COLS, ROWS, Bench  # noqa: E402
 from hil.characterization.characterize import Result  # noqa: E402
 from hil.characterization.classify import FAILED  # noqa: E402
-from hil.pcb import ArrayLayout  # noqa: E402
-from hil.pcbplot import UNIT, draw_layout  # noqa: E402
+from hil.pcb import (  # noqa: E402
+    UNIT,
+    ArrayLayout,  # noqa: E402
+    draw_layout,
+)
 
 _MARK = {"stuck_on": "ON", "stuck_off": "OFF", "open": "OPN", "short": "SHT", "unstable": "UNS"}
 
@@ -26,9 +31,10 @@ def board_layout(bench: Bench, board: int) -> ArrayLayout:
                        bench.board_map.pad)
 
 
-def board_maps(bench: Bench, result: Result, out_dir: Path) -> list[Path]:
+def board_maps(bench: Bench, result: Result, out_dir: Path,
+               tick: Callable[[], Any] | None = None) -> list[Path]:
     """One PNG per board: read-map conductance of its 12 x 10 cells (log scale), chip outlines,
-    failed devices marked with their mode, open lines crossed out."""
+    failed devices marked with their mode, open lines crossed out; ``tick()`` after each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.2, 6.4))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")
@@ -69,6 +75,8 @@ def board_maps(bench: Bench, result: Result, out_dir: Path) -> list[Path]:
         path = out_dir / f"board-{board}.png"
         fig.savefig(path, dpi=80)
         paths.append(path)
+        if tick is not None:
+            tick()
     plt.close(fig)
     return paths
 

@@ -12,8 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from hil.pcb import ArrayLayout  # noqa: E402
-from hil.pcbplot import UNIT, draw_layout  # noqa: E402
+from hil.pcb import (  # noqa: E402
+    UNIT,
+    ArrayLayout,  # noqa: E402
+    draw_layout,
+)
 
 
 def accuracy_plot(path: Path, epochs: list[int], test: list[float], train: list[float],

@@ -15,8 +15,8 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from hil.bench import COLS, ROWS
-from hil.paper import stated_accuracy
 from hil.pcb import ArrayLayout
+from hil.watch.paper import stated_accuracy
 
 UNIT = "µS"
 _MARGIN = {"l": 60, "r": 20, "t": 40, "b": 50}

@@ -128,6 +128,9 @@ def _read_characterisation(con: sqlite3.Connection, tables: set[str], data: RunD
     for name in ("devices", "replacements", "fabric_faults"):
         if name in tables:
             data.tables[name] = pd.read_sql_query(f"SELECT * FROM {name}", con)
+    if "devices" not in data.tables and "live_reads" in tables:  # measured, not yet judged
+        live = pd.read_sql_query("SELECT * FROM live_reads", con)
+        data.tables["devices"] = live.assign(mode="not judged yet")
     data.layouts = {name: ArrayLayout.from_json(name, d)
                     for name, d in data.meta.get("layout", {}).items()}
 

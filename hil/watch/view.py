@@ -110,13 +110,15 @@ def _characterisation_figures(data: RunData) -> list[dict[str, Any]]:
     if devices is None or devices.empty or board_map is None:
         return []
     chip, pad = np.asarray(board_map["chip"]), np.asarray(board_map["pad"])
-    ok = devices[devices["mode"] == "ok"]
+    judged = "replacements" in data.tables
+    ok = devices[devices["mode"] == "ok"] if judged else devices
+    what = f"{len(ok)} working devices" if judged else f"{len(ok)} devices read so far"
     return [
         {"id": "boards", "figure": figures.as_json(
             figures.characterisation_map(devices, chip, pad))},
         {"id": "cdf", "figure": figures.as_json(figures.cdf(
             {"working devices": ok["g_start_uS"].to_numpy()},
-            f"read-map conductance CDF, {len(ok)} working devices"))},
+            f"read-map conductance CDF, {what}"))},
     ]
 
 
