@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    for command in sub.choices.values():
+    for command in _commands(parser):
         command.add_argument("--quiet", action="store_true",
                              help="no progress bars or chatter; results and errors only "
                              "(log.txt keeps every line)")
@@ -36,13 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that run something (``hil train``, ``hil devices list``, ...)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for a in subs for p in a.choices.values() for leaf in _commands(p)]
+
+
 def _show_default(action: argparse.Action) -> None:
-    """Every option's help ends with its default (flags and options without one say so too)."""
-    if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+    """Every option's help ends with its default, or says it is required (flags and options
+    without a default say so too)."""
+    if not action.option_strings or action.help == argparse.SUPPRESS:
         return
-    if "default" in action.help or isinstance(action, argparse._HelpAction):
+    action.help = action.help or ""
+    if "default:" in action.help or isinstance(action, argparse._HelpAction):
         return
-    if isinstance(action, argparse._StoreTrueAction):
+    if action.required:
+        action.help += " (required)"
+    elif isinstance(action, argparse._StoreTrueAction):
         action.help += " (default: off)"
     elif action.default is not None:
         action.help += f" (default: {action.default})"

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
-                   help="update rule: mixed-precision accumulator (default) or the paper's rule")
+                   help="update rule: mixed-precision accumulator or the paper's rule")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
                    help="simulated bench: each device fails with probability RATE, a fraction "
@@ -120,34 +120,38 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:
         store = RunStore(out)  # only once the run can start: a refused start leaves nothing
         console.attach(store.dir)
-    if state is None:
-        store.put_meta(
-            params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
-            bench_file=bench.text, data=trainer.digits.identity(),
-            config=asdict(trainer.cfg), kind="train",
-            layout={name: lay.to_json() for name, lay in layouts(bench).items()},
-            failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
-                            zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
-                                           return_counts=True), strict=True)},
-        )
-    else:
-        trainer.load_state_dict(state)
-        say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
-    with _terminate_as_interrupt(), backend:
-        if trainer.prepared is None:
-            store.put_progress("preparing", epoch=0, epochs=params.epochs)
-            say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
-            done = trainer.prepare_arrays()
-            say(_prepared_words(done))
-            store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
-        _train(store, trainer, params)
-    summary = _finish(store, trainer, bench)
-    console.result(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % "
-                   f"after {summary['epochs']} epochs, {summary['pulses']['set']} SET + "
-                   f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
-    hint = short_run_hint(summary)
-    if hint:
-        console.result(hint)
+    try:
+        if state is None:
+            store.put_meta(
+                params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+                bench_file=bench.text, data=trainer.digits.identity(),
+                config=asdict(trainer.cfg), kind="train",
+                layout={name: lay.to_json() for name, lay in layouts(bench).items()},
+                failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
+                                zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
+                                               return_counts=True), strict=True)},
+            )
+        else:
+            trainer.load_state_dict(state)
+            say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
+        with _terminate_as_interrupt(), backend:
+            if trainer.prepared is None:
+                store.put_progress("preparing", epoch=0, epochs=params.epochs)
+                say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
+                done = trainer.prepare_arrays()
+                say(_prepared_words(done))
+                store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
+            _train(store, trainer, params)
+        summary = _finish(store, trainer, bench)
+        accuracy = 100 * summary["test_accuracy"]
+        console.result(f"{summary['network']}: test accuracy {accuracy:.2f} % after "
+                       f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
+                       f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
+        hint = short_run_hint(summary)
+        if hint:
+            console.result(hint)
+    finally:
+        store.close()  # a finished run leaves no -wal/-shm files
     return 0
 
 
