@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sqlite3
 import time
 
@@ -66,8 +67,11 @@ def test_map_hover_gives_the_pcb_labels_of_every_cell(finished):
     assert np.allclose(custom[..., 5], snap)
     assert "µS" in heat["hovertemplate"]
     assert fig["layout"]["yaxis"]["ticktext"][:13] == [str(r) for r in range(1, 13)] + ["1"]
-    thick = [s for s in fig["layout"]["shapes"] if s["line"]["width"] == 3]
-    assert len(thick) == 4 + 5 + 1  # the edge, 5 board rows inside 65, 1 board column in 20
+    boards = next(t for t in fig["data"] if t.get("name") == "boards")
+    xs = typed_array(boards["x"])
+    assert np.isnan(xs).sum() == 4 + 5 + 1  # the edge, 5 board rows inside 65, 1 column in 20
+    chips = next(t for t in fig["data"] if t.get("name") == "chips")
+    assert np.isnan(typed_array(chips["x"])).sum() > 100  # 30 chips a board, 12 boards
 
 
 def test_a_run_being_written_is_training_then_interrupted_when_it_stops(tmp_path):
@@ -151,7 +155,7 @@ def test_a_characterisation_shows_its_board_maps_and_replacement_list(tmp_path):
     table = next(t for t in view["tables"] if t["id"] == "replacements")
     assert table["rows"] == [[35, 1, 1, 1, 1, "stuck_on"], [36, 17, 3, 8, 4, "stuck_off"]]
     fig = next(f["figure"] for f in view["figures"] if f["id"] == "boards")
-    heat, marks = fig["data"]
+    heat, marks = fig["data"][0], fig["data"][-1]
     custom = typed_array(heat["customdata"])
     assert custom.shape == (12, 20, 6)  # two boards side by side
     assert list(custom[0, 0, :5]) == [35, 1, 1, 1, 1]  # board, chip, pad, row, col
@@ -165,3 +169,15 @@ def test_a_characterisation_shows_its_board_maps_and_replacement_list(tmp_path):
                                   db)
     assert len(live) == 240
     assert np.allclose(live["g_start_uS"], first["conductance_uS"])
+
+
+def test_hil_watch_refuses_a_bad_port_in_one_line(tmp_path, capsys):
+    assert main(["watch", str(tmp_path), "--port", "70000"]) == 2
+    assert capsys.readouterr().err.strip() == "hil: error: --port 70000: expected 0-65535"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["watch", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"hil: error: --port {port}: cannot listen on 127.0.0.1:{port}")

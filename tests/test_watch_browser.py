@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.cli import main
 from hil.watch.app import serve
 from hil.watch.browser import find_chromium, headless_chromium
 
@@ -119,3 +120,12 @@ def test_a_directory_that_is_no_run(browser, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_screenshot_of_a_finished_run(tmp_path, small_data):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
+                 "--out", str(run_dir), "--quiet"]) == 0
+    png = tmp_path / "page.png"
+    assert main(["watch", str(run_dir), "--port", "0", "--screenshot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000

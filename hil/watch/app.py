@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,19 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
 
 
-def create_app(run_dir: Path, refresh_seconds: float = 2.0) -> Flask:
+FIGURE_SECONDS = 5.0  # figures are rebuilt at most this often while a run is going
+SETTLED = {"done", "interrupted", "failed"}
+
+
+def create_app(run_dir: Path, refresh_seconds: float = 2.0,
+               figure_seconds: float = FIGURE_SECONDS) -> Flask:
+    """The page of ``run_dir``. State, progress and tables are fresh on every refresh; the
+    figures follow at most every ``figure_seconds`` while the run goes (on the simulated bench
+    an epoch can take a second: redrawing every map that often would slow the training it
+    shows), and at once when it settles."""
     app = Flask("hil.watch", static_folder=None)
     lock = threading.Lock()
-    cache: dict[str, Any] = {"key": None, "figures": []}
+    cache: dict[str, Any] = {"key": None, "figures": [], "built": -float("inf")}
     html = (STATIC / "page.html").read_text().replace("__REFRESH_MS__",
                                                       str(round(1000 * refresh_seconds)))
 
@@ -54,9 +64,11 @@ def create_app(run_dir: Path, refresh_seconds: float = 2.0) -> Flask:
             return jsonify({"error": str(exc)})
         key = repr(figure_key(data))
         with lock:  # one rebuild at a time; later requests reuse it
-            if cache["key"] != key:
+            due = time.monotonic() - cache["built"] >= figure_seconds or data.state in SETTLED
+            if cache["key"] != key and due:
                 cache["figures"], cache["key"] = build_figures(data), key
-            figs = cache["figures"]
+                cache["built"] = time.monotonic()
+            figs, key = cache["figures"], cache["key"]
         body = page(data, [] if request.args.get("have") == key else figs)
         body["figure_key"] = key
         return jsonify(body)
@@ -64,7 +76,9 @@ def create_app(run_dir: Path, refresh_seconds: float = 2.0) -> Flask:
     return app
 
 
-def serve(run_dir: Path, port: int, refresh_seconds: float = 2.0) -> BaseWSGIServer:
+def serve(run_dir: Path, port: int, refresh_seconds: float = 2.0,
+          figure_seconds: float = FIGURE_SECONDS) -> BaseWSGIServer:
     """A server for ``run_dir`` on 127.0.0.1:``port`` (0: any free port), not yet started."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    return make_server("127.0.0.1", port, create_app(run_dir, refresh_seconds), threaded=True)
+    app = create_app(run_dir, refresh_seconds, figure_seconds)
+    return make_server("127.0.0.1", port, app, threaded=True)
