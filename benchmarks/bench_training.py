@@ -10,7 +10,8 @@
    start-up and plots are left out) is printed side by side (target: under 5 % slower).
 
     python benchmarks/bench_training.py [--epochs 20] [--network two] [--data DIR]
-                                        [--watch-epochs 3] [--repeats 3] [--short]
+                                        [--watch-epochs 5] [--repeats 3]
+    python benchmarks/bench_training.py --short   # 1 epoch, 1 run each: that it still runs
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def main() -> None:
     ap.add_argument("--refresh", type=float, default=2.0,
                     help="page refresh in seconds (default: 2, as hil watch)")
     ap.add_argument("--short", action="store_true",
-                    help="one epoch, single layer, one run each: a smoke test (default: off)")
+                    help="1 epoch, single layer, one run each: checks the benchmark runs, "
+                    "measures nothing (default: off)")
     args = ap.parse_args()
     if args.short:
         args.epochs, args.network, args.watch_epochs, args.repeats = 1, "single", 1, 1
