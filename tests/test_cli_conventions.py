@@ -133,7 +133,8 @@ FILE_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\.(png|csv|json|sqlite|txt|parque
 
 def test_one_file_name_convention_across_commands(tmp_path, loud_run):
     char = tmp_path / "char"
-    assert main(["characterize", "--boards", "1", "--out", str(char), "--quiet"]) == 0
+    assert main(["characterize", "--boards", "1", "--out", str(char)]) == 0
+    assert "plots: 100%" in (char / "log.txt").read_text()  # no silent map drawing
     names = [p.name for d in (loud_run, char) for p in d.rglob("*") if p.is_file()]
     assert "conductance-cdf.png" in names and "log.txt" in names
     assert [n for n in names if not FILE_NAME.fullmatch(n)] == []
