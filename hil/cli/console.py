@@ -61,9 +61,11 @@ class Console:
         self._log.flush()
 
     def close(self) -> None:
+        """End of the command: the log is closed and lines no run took are dropped."""
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._pending.clear()
 
     def log_line(self, msg: str) -> None:
         if self._log is None:

@@ -59,11 +59,10 @@ def _training_progress(data: RunData, p: dict[str, Any]) -> dict[str, Any]:
     moved = images - p.get("start_images", 0)
     if wall and moved > 0:
         eta = (total - images) * wall / moved
-        lines.append(f"elapsed {duration(wall)} wall, ETA {duration(eta)} wall "
-                     "(test passes included in the rate from epoch 2)")
+        lines.append(f"elapsed {duration(wall)} wall, ETA {duration(eta)} wall")
     bench = p.get("bench_seconds")
     if bench is not None and moved > 0:
-        eta = (total - images) * bench / max(images, 1)
+        eta = (total - images) * bench / moved
         lines.append(f"bench time {duration(bench)}, ETA {duration(eta)} on the bench")
     return {"fraction": images / total, "lines": lines}
 
