@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 from pathlib import Path
 
@@ -43,11 +44,8 @@ def run(args: argparse.Namespace) -> int:
         read_run(run_dir)
     except NotARun as exc:
         console.say(f"note: {exc}; the page will say so until a run appears there")
-    try:
-        server = serve(run_dir, args.port, args.refresh)
-    except OSError as exc:
-        raise HilError(f"--port {args.port}: cannot listen on 127.0.0.1:{args.port} "
-                       f"({exc.strerror}); choose another with --port") from None
+    _check_port(args.port)
+    server = serve(run_dir, args.port, args.refresh)
     url = f"http://127.0.0.1:{server.server_port}/"
     if args.screenshot:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -65,6 +63,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port nobody can listen on in one line (the server itself would print several
+    and exit)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise HilError(f"--port {port}: cannot listen on 127.0.0.1:{port} "
+                           f"({exc.strerror}); choose another with --port") from None
 
 
 def screenshot(url: str, path: Path, timeout: float = 60.0) -> None:
