@@ -12,7 +12,6 @@ own epochs after the training's, a row of its ``repairs`` table and the devices 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import pandas as pd
 from hil.characterization.classify import settings
 from hil.characterization.recheck import Recheck, found_table, recheck
 from hil.characterization.registry import Registry, now
+from hil.cli.console import console
 from hil.cli.train import _finish, _terminate_as_interrupt, _train
 from hil.errors import HilError
 from hil.faults import OK, FailureRate
@@ -52,11 +52,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    say = console.say
     if args.epochs < 0:
         raise HilError("--epochs must be at least 0")
     failures = FailureRate.parse(args.failures) if args.failures else None
     store = RunStore(args.run_dir, create=False)
+    console.attach(store.dir)
+    try:
+        return _repair(args, store, failures, say)
+    finally:
+        store.close()  # a finished repair leaves no -wal/-shm files
+
+
+def _repair(args: argparse.Namespace, store: RunStore, failures: FailureRate | None,
+            say) -> int:
     meta = store.meta()
     state = store.load_checkpoint()
     if "params" not in meta or state is None or state["position"] or (
@@ -117,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         "training_pulses": training_pulses, "accuracy_before": before, "accuracy_after": after,
     }
     store.write_table("repairs", pd.DataFrame([record]), append=True)
-    _finish(store, trainer)
-    print(_result_words(record, store.dir))
+    _finish(store, trainer, bench)
+    console.result(_result_words(record, store.dir))
     return 0
 
 
