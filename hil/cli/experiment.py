@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--device-curves", metavar="CSV",
                         help="response curves for the simulated devices (default: the bench's)")
     common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
-    common.add_argument("--common-mode", type=float, metavar="uS",
+    common.add_argument("--common-mode", type=float, metavar="µS",
                         help="low common mode of the update rule, as hil train's (default: the "
                         "trainer's, 10; inf turns it off)")
     common.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
@@ -157,7 +157,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
         raise HilError(f"{bench.path}: the studies run on the simulated bench, this bench's "
                        f"backend is {bench.backend!r}")
     if args.common_mode is not None and not args.common_mode > 0:
-        raise HilError("--common-mode must be above 0 uS (inf turns it off)")
+        raise HilError("--common-mode must be above 0 µS (inf turns it off)")
     curves = Path(args.device_curves).resolve() if args.device_curves else None
     if curves is not None:
         load_curves(curves)

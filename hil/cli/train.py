@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
                    help="update rule: mixed-precision accumulator or the paper's rule")
-    p.add_argument("--common-mode", type=float, metavar="uS",
+    p.add_argument("--common-mode", type=float, metavar="µS",
                    help="mixed rule: a weight that must move RESETs its partner first while the "
                    "partner carries more than this, keeping one device of each pair near the "
                    "floor (default: 10; inf turns it off)")
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint_every < 1:
             raise HilError("--checkpoint-every must be at least 1")
         if args.common_mode is not None and not args.common_mode > 0:
-            raise HilError("--common-mode must be above 0 uS (inf turns it off)")
+            raise HilError("--common-mode must be above 0 µS (inf turns it off)")
         params = TrainParams(
             bench=str(Path(args.bench).resolve()) if args.bench else None,
             network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
@@ -278,7 +278,7 @@ def _finish(store: RunStore, trainer: OnlineTrainer, bench: Bench) -> dict[str, 
         "failed_devices": meta["failed_devices"],
         "prepared": trainer.prepared,
         # the paper's Fig. 4b: 54.08 % of the devices below 5 uS after training
-        "below_5uS": float((trainer.conductances() < PRESET_uS).mean()),
+        "below_5_uS": float((trainer.conductances() < PRESET_uS).mean()),
     }
     repairs = store.read_table("repairs")  # hil repair: the accuracy its failures left
     if not repairs.empty:
