@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--failures", metavar="RATE[:MIX]",
                    help="simulated bench only: first make each device fail with this "
                         "probability, MIX of them stuck-on, drawn per board from the run's seed "
-                        "(devices failed already stay failed)")
+                        "(the same draws each time: devices failed already stay failed, a "
+                        "larger RATE adds to them)")
     p.add_argument("--registry", metavar="PATH", help="device registry to record the failed "
                    "devices in, real benches only (default: $HIL_REGISTRY, else the user's data "
                    "directory)")
