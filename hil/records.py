@@ -136,6 +136,13 @@ class RunStore:
         """Store a DataFrame as a table of the run database (reads, classifications, ...)."""
         df.to_sql(name, self.db, if_exists="append" if append else "replace", index=False)
 
+    def read_table(self, name: str) -> pd.DataFrame:
+        """A table :meth:`write_table` stored (empty if there is none)."""
+        try:
+            return pd.read_sql_query(f'SELECT * FROM "{name}"', self.db)
+        except (sqlite3.Error, pd.errors.DatabaseError):
+            return pd.DataFrame()
+
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         path = self.dir / name
         tmp = path.with_suffix(".tmp")

@@ -21,7 +21,7 @@ from hil.pcb import layouts
 from hil.records import ACCURACY, CONDUCTANCE_CDF, CONDUCTANCE_MAPS, RunStore
 from hil.training import plots
 from hil.training.setup import TrainParams, prepare
-from hil.training.trainer import OnlineTrainer
+from hil.training.trainer import OnlineTrainer, PRESET_uS
 
 
 def flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
                    help="update rule: mixed-precision accumulator or the paper's rule")
+    p.add_argument("--common-mode", type=float, metavar="µS",
+                   help="mixed rule: a weight that must move RESETs its partner first while the "
+                   "partner carries more than this, keeping one device of each pair near the "
+                   "floor (default: 10; inf turns it off)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
                    help="simulated bench: each device fails with probability RATE, a fraction "
@@ -97,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             raise HilError("--epochs must be at least 1")
         if args.checkpoint_every < 1:
             raise HilError("--checkpoint-every must be at least 1")
+        if args.common_mode is not None and not args.common_mode > 0:
+            raise HilError("--common-mode must be above 0 µS (inf turns it off)")
         params = TrainParams(
             bench=str(Path(args.bench).resolve()) if args.bench else None,
             network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
             checkpoint_every=args.checkpoint_every,
             registry=str(Path(args.registry).resolve()) if args.registry else None,
-            exclude_flagged=args.exclude_flagged,
+            exclude_flagged=args.exclude_flagged, common_mode_uS=args.common_mode,
         )
         if args.dry_run:
             from hil.backends.dryrun import dry_run
@@ -187,11 +193,15 @@ def _prepared_words(done: dict[str, int]) -> str:
 PROGRESS_EVERY = 1.0  # seconds between progress records for hil watch
 
 
-def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
+def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams, desc: str = "train",
+           first: int = 0) -> None:
+    """Train to the trainer's last epoch with a progress bar, checkpoints, progress records and
+    a row per epoch (``first``: the epoch the bar starts from, a repair's first)."""
     n = len(trainer.order)
-    total = params.epochs * n
-    start = trainer.epoch * n + trainer.position  # a resumed run's rate counts from here
-    bar = console.bar(total=total, initial=start, unit="img", desc="train")
+    epochs = trainer.cfg.epochs
+    total = (epochs - first) * n
+    start = (trainer.epoch - first) * n + trainer.position  # a resumed run counts from here
+    bar = console.bar(total=total, initial=start, unit="img", desc=desc)
     every = params.checkpoint_every
     t0 = time.monotonic()
     last = [0.0]
@@ -199,8 +209,8 @@ def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None
 
     def progress(phase: str, **extra: Any) -> None:
         bench_s = getattr(trainer.backend, "bench_seconds", None)
-        store.put_progress(phase, epoch=trainer.epoch + 1, epochs=params.epochs,
-                           images=trainer.epoch * n + trainer.position, total=total,
+        store.put_progress(phase, epoch=trainer.epoch + 1, epochs=epochs,
+                           images=(trainer.epoch - first) * n + trainer.position, total=total,
                            start_images=start,
                            wall_seconds=time.monotonic() - t0,
                            bench_seconds=None if bench_s is None else float(bench_s), **extra)
@@ -209,7 +219,7 @@ def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None
     def on_image(tr: OnlineTrainer) -> None:
         bar.update()
         if tr.position % 200 == 0:
-            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{params.epochs} "
+            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{epochs} "
                                 f"train acc {tr.correct / tr.position:.3f}", refresh=False)
         if tr.position % every == 0:
             store.save_checkpoint(tr.epoch * n + tr.position, tr.state_dict())
@@ -267,16 +277,22 @@ def _finish(store: RunStore, trainer: OnlineTrainer, bench: Bench) -> dict[str, 
         "data": {k: meta["data"][k] for k in ("name", "train", "test")},
         "failed_devices": meta["failed_devices"],
         "prepared": trainer.prepared,
+        # the paper's Fig. 4b: 54.08 % of the devices below 5 uS after training
+        "below_5_uS": float((trainer.conductances() < PRESET_uS).mean()),
     }
+    repairs = store.read_table("repairs")  # hil repair: the accuracy its failures left
+    if not repairs.empty:
+        summary["repairs"] = repairs.to_dict("records")
     store.write_json("summary.json", summary)
     title = f"{summary['network']} ({summary['update']} rule, seed {summary['seed']})"
     epochs = [h["epoch"] for h in hist]
+    found = [(r.after_epoch + 0.5, r.accuracy_before) for r in repairs.itertuples()]
     snaps = trainer.snapshots()
     lays = layouts(bench)
     when = f"after {len(hist)} epochs"
     with console.bar(total=3, unit="plot", desc="plots", leave=False) as bar:
         plots.accuracy_plot(store.dir / ACCURACY, epochs, summary["test_accuracy_per_epoch"],
-                            summary["train_accuracy_per_epoch"], title)
+                            summary["train_accuracy_per_epoch"], title, found)
         bar.update()
         plots.conductance_maps(store.dir / CONDUCTANCE_MAPS, snaps, lays, when)
         bar.update()
