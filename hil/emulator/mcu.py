@@ -35,6 +35,7 @@ from drivers.mcu import (
     parse_table_command,
     table_crc,
 )
+from hil.bench import CELLS, COLS
 from hil.emulator.model import BenchModel
 
 FIRMWARE = "hil-mux/2.0"
@@ -97,6 +98,7 @@ class McuEmulator:
         self.received: list[bytes] = []
         self.executed: list[str] = []  # commands executed (retransmissions excluded)
         self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cell_cache: dict[Route, tuple[np.ndarray, np.ndarray]] = {}
 
     # ---- fault injection ----------------------------------------------------------------
 
@@ -191,7 +193,7 @@ class McuEmulator:
             route = self.parse(text)
             self.apply(route)
             self.model.advance(self.model.now + self._settle())
-            self.model.record(self.model.now, "mcu", "settled", route.text)
+            self.model.record(self.model.now, "mcu", "settled", lambda: route.text)
             return ""
         if cmd == "TBL" and len(words) >= 2:
             return self.table_command(words[1], words[2:])
@@ -260,11 +262,13 @@ class McuEmulator:
         m = self.model
         pos, cols, rows = self._compiled(route)
         m.advance(m.now + READ_BACK / 2)  # the drivers change half-way through the write
-        m.record(m.now, "mcu", "switch", route.text)
+        m.record(m.now, "mcu", "switch", lambda: route.text)
         m.open_all()
         m.wl[pos, cols] = True
         m.bls[pos] = rows
         (m.slg if route.kind == "PUL" else m.slm)[pos, cols] = True
+        if not (self.stuck or self.faults):  # the switches are exactly the route's
+            m.routed = self._cells(route)
         m.advance(m.now + READ_BACK / 2)
         if not (self.stuck or self.faults):
             return  # nothing can make the read-back differ from the command
@@ -289,6 +293,20 @@ class McuEmulator:
             masks = np.array([m for _, _, m in g], dtype=np.int64)
             rows = (masks[:, None] >> np.arange(self.model.bls.shape[1])) & 1 == 1
             hit = self._cache[route] = (pos, cols, rows)
+        return hit
+
+    def _cells(self, route: Route) -> tuple[np.ndarray, np.ndarray]:
+        """(pulse, measure) devices of a route, sorted as the model's own lookup sorts them."""
+        hit = self._cell_cache.get(route)
+        if hit is None:
+            pos, cols, rows = self._compiled(route)
+            g, r = np.nonzero(rows)
+            cells = np.sort(pos[g] * CELLS + r * COLS + cols[g])
+            none = np.zeros(0, dtype=np.int64)
+            hit = self._cell_cache[route] = (cells, none) if route.kind == "PUL" else (none,
+                                                                                       cells)
+            if len(self._cell_cache) > 100_000:
+                self._cell_cache.clear()
         return hit
 
     def read_back(self) -> dict[int, SwitchState]:
@@ -330,7 +348,7 @@ class McuEmulator:
             m.advance(m.now + cfg.settle_us * 1e-6, until=self._stray)
             if self.table_state != "running":
                 return
-            m.record(m.now, "mcu", "settled", route.text)
+            m.record(m.now, "mcu", "settled", route.text if m.timeline is not None else "")
             rise = run.window = m.now
             run.out += 1
             m.emit(f"mcu.out{cfg.out}", rise, tout)
