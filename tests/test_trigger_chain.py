@@ -4,8 +4,6 @@ both generator models and both SMU families, in training, characterisation and f
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -24,8 +22,6 @@ from hil.emulator.timeline import pulsed_cells, violations
 from hil.training.data import load_digits
 from hil.training.setup import TrainParams, prepare
 from tests.conftest import write_optdigits
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def open_backend(emu: EmulatedBench, tmp: Path, **sections):
@@ -145,10 +141,3 @@ def test_characterisation_and_forming_through_the_drivers_keep_the_timing(tmp_pa
     assert len(result.table) == 6 and sum(planned.values()) > 0
     assert violations(events, clock_settings(bench).mux_settling) == []
     assert delivered(emu) == as_cells(backend.bench, planned)
-
-
-def test_sequencing_benchmark_short_mode_runs():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sequencing.py"),
-                          "--short"], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "x floor" in out.stdout and "host time per training image" in out.stdout
