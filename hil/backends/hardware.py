@@ -16,6 +16,7 @@ still has a bench clock for ``hil train --dry-run``.
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
     mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
     timeout = 2.0                       # s, per instrument exchange
+    visa_library = "@py"                # pyvisa-py; "@ivi" for an installed NI or Keysight VISA
 
 ``[clock]`` holds the durations the bench clock adds up (seconds); ``[sequencer]`` how operations
 are batched into transactions.
@@ -27,7 +28,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
+from drivers.scpi import DEFAULT_VISA_LIBRARY
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
+from hil.errors import BenchFileError
 
 GENERATOR_MODELS = tuple(PULSE_GENERATORS)
 SMU_MODELS = tuple(SOURCE_METERS)
@@ -57,6 +60,8 @@ INSTRUMENTS_SCHEMA: Schema = {
     "mcu_port": (str, None, ""),
     "mcu_baud": (int, _pos, 115200),
     "timeout": (_NUM, _pos, 2.0),
+    "visa_library": (str, lambda v: None if v.strip() else "must not be empty",
+                     DEFAULT_VISA_LIBRARY),
 }
 
 CLOCK_SCHEMA: Schema = {
@@ -93,6 +98,7 @@ class InstrumentsConfig:
     mcu_port: str
     mcu_baud: int
     timeout: float
+    visa_library: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,19 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 def instruments_config(bench: Bench) -> InstrumentsConfig:
     return _build(InstrumentsConfig, _section(bench, "instruments"))
+
+
+def required_instruments(bench: Bench) -> InstrumentsConfig:
+    """``[instruments]`` of a bench about to open its instruments: every address given.
+
+    An empty address is what ``hil bench discover`` writes when it found none, or several, of a
+    kind; the run stops here, naming the key, until the operator has chosen."""
+    cfg = instruments_config(bench)
+    for key in ("generator_resource", "smu_resource", "mcu_port"):
+        if not getattr(cfg, key).strip():
+            raise BenchFileError(bench.path, f"instruments.{key}", "missing (hil bench discover "
+                                 "lists what answers; the comments beside it name candidates)")
+    return cfg
 
 
 def clock_settings(bench: Bench) -> ClockSettings:

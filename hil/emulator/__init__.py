@@ -9,21 +9,18 @@ byte of the hardware path (pyvisa-py ``TCPIP::127.0.0.1::PORT::SOCKET``, pyseria
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hil.bench import Bench, _resolve
+from hil.bench import Bench, dump_toml, standalone_tables
 from hil.emulator.generators import PulseGenerator, make_generator
 from hil.emulator.mcu import McuEmulator
 from hil.emulator.model import BenchModel, DeliveredPulse
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
 
-__all__ = ["BenchModel", "DeliveredPulse", "EmulatedBench"]
+__all__ = ["BenchModel", "DeliveredPulse", "EmulatedBench", "dump_toml"]
 
 
 class EmulatedBench:
@@ -98,48 +95,8 @@ class EmulatedBench:
     def bench_toml(self, base: Path | None = None) -> str:
         """The bench file, unchanged but for ``backend = "instruments"`` and an
         ``[instruments]`` section pointing at this emulator (paths made absolute)."""
-        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.bench.raw.items()}
+        raw = standalone_tables(self.bench, base)
         raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
-        raw["boards"] = {**raw.get("boards", {}),
-                         "map": str(_resolve(base, raw.get("boards", {}).get("map",
-                                                                             "board-map.csv")))}
-        raw["sim"] = {**raw.get("sim", {}), "curves": str(self.bench.sim.curves)}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
                               self.generator_model, "smu_model": self.smu_model, **self.resources}
         return dump_toml(raw)
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """TOML text of a bench dictionary (tables of scalars and lists, one nesting level for
-    ``[arrays.NAME]``)."""
-    lines: list[str] = []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        subtables = {}
-        for key, value in body.items():
-            if isinstance(value, dict):
-                subtables[key] = value
-            else:
-                lines.append(f"{key} = {_value(value)}")
-        lines.append("")
-        for key, value in subtables.items():
-            table(f"{name}.{key}", value)
-
-    for name, body in data.items():
-        table(name, body)
-    return "\n".join(lines)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")
