@@ -133,3 +133,28 @@ def test_discover_does_not_overwrite_and_needs_something_to_ask(tmp_path, capsys
     assert main(["bench", "discover", "--no-scan"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "exists" in err[0] and "--probe" in err[1]
+
+
+def test_listed_resources_merge_the_library_and_pyserial_without_repeats(monkeypatch):
+    import warnings
+    from types import SimpleNamespace
+
+    from serial.tools import list_ports
+
+    from hil.backends import discovery
+
+    class FakeManager:
+        def list_resources(self, query):
+            warnings.warn("TCPIP::hislip resource discovery requires the zeroconf package\n"
+                          "to be installed", UserWarning, stacklevel=1)
+            return ("USB0::0x05E6::0x2450::04000001::INSTR", "ASRL/dev/ttyACM0::INSTR",
+                    "ASRL3::INSTR")
+
+    monkeypatch.setattr(discovery, "resource_manager", lambda library: FakeManager())
+    monkeypatch.setattr(list_ports, "comports", lambda: [
+        SimpleNamespace(device="/dev/ttyACM0"), SimpleNamespace(device="/dev/ttyUSB0")])
+    listed, notes = discovery.listed_resources("@py")
+    assert listed == ["USB0::0x05E6::0x2450::04000001::INSTR", "/dev/ttyACM0", "COM3",
+                      "/dev/ttyUSB0"]
+    assert notes == ["TCPIP::hislip resource discovery requires the zeroconf package to be "
+                     "installed"]

@@ -74,13 +74,14 @@ def listed_resources(visa_library: str) -> tuple[list[str], list[str]]:
     from serial.tools import list_ports
 
     notes: list[str] = []
+    visa: list[str] = []
     rm = resource_manager(visa_library)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # "install zeroconf to list HiSLIP"
         warnings.simplefilter("always")
         try:
             visa = list(rm.list_resources("?*"))
         except Exception as exc:  # a library's own search failing is a note, not the end
-            visa, _ = [], notes.append(f"{visa_library} could not list resources: {exc}")
+            notes.append(f"{visa_library} could not list resources: {exc}")
     notes += [" ".join(str(w.message).split()) for w in caught]
     ports = [p.device for p in list_ports.comports()]
     seen: dict[str, None] = {}

@@ -199,10 +199,10 @@ def discover_command(args: argparse.Namespace) -> int:
     findings: list[Finding] = []
     asked = discover(args.probe, visa_library=library, scan=not args.no_scan,
                      timeout=args.timeout, baudrate=cfg.mcu_baud, notes=notes)
-    print(f"{'resource':<34} {'answered':<44} driver")
+    print(f"{'resource':<34} {'answered':<56} driver")
     for finding in asked:
         findings.append(finding)
-        print(f"{finding.resource:<34} {finding.answer:<44} {finding.verdict}", flush=True)
+        print(f"{finding.resource:<34} {finding.answer:<56} {finding.verdict}", flush=True)
     if not findings:
         print("nothing to ask: the VISA library and pyserial list no resources (name a LAN "
               "socket instrument with --probe TCPIP::ADDRESS::5025::SOCKET)")
