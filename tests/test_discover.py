@@ -158,3 +158,13 @@ def test_listed_resources_merge_the_library_and_pyserial_without_repeats(monkeyp
                       "/dev/ttyUSB0"]
     assert notes == ["TCPIP::hislip resource discovery requires the zeroconf package to be "
                      "installed"]
+
+
+def test_boards_the_mcu_does_not_report_are_named(emu, tmp_path, capsys):
+    text = Path(load_bench().sim.curves).with_name("bench-default.toml").read_text()
+    base = tmp_path / "base.toml"
+    base.write_text(text.replace("count = 40", "count = 42").replace(
+        'map = "board-map.csv"', f'map = "{load_bench().sim.curves.with_name("board-map.csv")}"'))
+    rc, _ = discover(tmp_path, emu.resources["mcu_port"], write=None, extra=("--bench", str(base)))
+    assert rc == 0
+    assert f"the MCU does not report boards [41, 42] of {base}" in capsys.readouterr().out
