@@ -1,5 +1,6 @@
 """``hil bench serve`` (the emulated bench in the foreground) and ``hil bench check`` (is every
-instrument of a bench file there, the right model, reachable and left safe?)."""
+instrument of a bench file there, the right model, reachable and left safe?); ``hil bench
+discover`` lives in :mod:`hil.cli.discover`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from drivers.mcu import MuxController, Route
 from drivers.pulsegen import PulseLimits
 from drivers.scpi import resource_manager
 from drivers.smu import SourceLimits
-from hil.backends.discovery import Finding, bench_text, discover, resolution, summary
 from hil.backends.hardware import (
     GENERATOR_MODELS,
     SMU_MODELS,
@@ -26,12 +26,14 @@ from hil.backends.hardware import (
 )
 from hil.backends.instruments import current_range
 from hil.bench import Bench, load_bench
+from hil.cli import discover
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="serve an emulated bench, or check a bench's instruments")
+    p = sub.add_parser("bench", help="serve an emulated bench, or discover or check a bench's "
+                       "instruments")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
 
     s = bsub.add_parser(
@@ -53,28 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--bench", metavar="FILE", required=True)
     c.set_defaults(run=check)
 
-    d = bsub.add_parser(
-        "discover", help="find the instruments and write a bench file for them",
-        description="Ask every VISA resource the library lists, every serial port, and each "
-        "--probe who it is (*IDN? on SCPI resources, the MCU's IDN? frame on serial ports; "
-        "queries only, nothing is configured), print what answered and which driver fits, and "
-        "with --write a bench file naming the pulse generator, SMU and MCU found.")
-    d.add_argument("--probe", metavar="RESOURCE", nargs="+", action="extend", default=[],
-                   help="also ask these: VISA resources (TCPIP::192.168.1.20::5025::SOCKET, "
-                   "USB0::...::INSTR, GPIB0::24::INSTR) or serial ports and pyserial URLs "
-                   "(/dev/ttyACM0, COM3, socket://host:port)")
-    d.add_argument("--no-scan", action="store_true",
-                   help="ask only the --probe resources: no VISA listing (which broadcasts on "
-                   "the LAN) and no serial ports")
-    d.add_argument("--bench", metavar="FILE", help="bench file to start from: boards, arrays, "
-                   "limits, visa_library (default: the embedded bench)")
-    d.add_argument("--visa-library", metavar="LIB",
-                   help='VISA library: "@py" (pyvisa-py), "@ivi" (NI or Keysight VISA) or a '
-                   "library path (default: the bench file's, else @py)")
-    d.add_argument("--timeout", type=float, default=1.0, metavar="S",
-                   help="seconds to wait for each answer (default 1)")
-    d.add_argument("--write", metavar="OUT", help="bench file to write (not overwritten)")
-    d.set_defaults(run=discover_command)
+    discover.register(bsub)
 
 
 def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | None = None,
@@ -182,46 +163,6 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     attempt("smu", smu)
     attempt("mcu", mcu)
     return lines, problems
-
-
-def discover_command(args: argparse.Namespace) -> int:
-    if args.no_scan and not args.probe:
-        raise HilError("--no-scan asks only the --probe resources: give at least one")
-    if args.timeout <= 0:
-        raise HilError(f"--timeout must be > 0, got {args.timeout:g}")
-    out = Path(args.write) if args.write else None
-    if out is not None and out.exists():
-        raise HilError(f"{out} exists; discover writes a new file (give another name)")
-    base = load_bench(args.bench)
-    cfg = instruments_config(base)
-    library = args.visa_library or cfg.visa_library
-    notes: list[str] = []
-    findings: list[Finding] = []
-    asked = discover(args.probe, visa_library=library, scan=not args.no_scan,
-                     timeout=args.timeout, baudrate=cfg.mcu_baud, notes=notes)
-    print(f"{'resource':<34} {'answered':<56} driver")
-    for finding in asked:
-        findings.append(finding)
-        print(f"{finding.resource:<34} {finding.answer:<56} {finding.verdict}", flush=True)
-    if not findings:
-        print("nothing to ask: the VISA library and pyserial list no resources (name a LAN "
-              "socket instrument with --probe TCPIP::ADDRESS::5025::SOCKET)")
-    for note in notes:
-        print(f"note: {note}")
-    print()
-    for line in summary(findings):
-        print(line)
-    mcus = resolution(findings)["mcu"]
-    missing = sorted(set(base.board_ids) - set(mcus[0].boards)) if len(mcus) == 1 else []
-    if missing:
-        print(f"the MCU does not report boards {missing} of {base.path}: edit [boards] and "
-              "[arrays] to the boards fitted")
-    if out is not None:
-        base_dir = Path(args.bench).resolve().parent if args.bench else None
-        out.write_text(bench_text(base, base_dir, findings, library))
-        print(f"bench file written to {out}: resolve what is said above, fill [wiring] from "
-              f"the cables, then hil bench check --bench {out}")
-    return 0
 
 
 def _idn(identity) -> str:
