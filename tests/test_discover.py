@@ -12,7 +12,7 @@ import pytest
 
 from hil.bench import load_bench
 from hil.cli import main
-from hil.emulator import EmulatedBench
+from hil.emulator import EmulatedBench, emulated_wiring
 from hil.emulator.scpi import LineServer, ScpiInstrument
 from hil.emulator.smus import Keithley2450
 
@@ -41,25 +41,54 @@ def only_queries(emu: EmulatedBench) -> None:
     assert set(emu.mcu.executed) <= {"IDN?"}
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(range(3)))[::2])
-def test_each_instrument_identified_in_any_order_and_the_file_checks(emu, tmp_path, capsys,
-                                                                     order):
+def test_each_instrument_identified_in_any_order_with_queries_only(emu, tmp_path, capsys):
     r = emu.resources
     named = [r["generator_resource"], r["smu_resource"], r["mcu_port"]]
-    for log in (emu.generator.log, emu.smu.log, emu.mcu.executed):
-        log.clear()
-    rc, out = discover(tmp_path, *(named[i] for i in order))
-    text = capsys.readouterr().out
+    for order in itertools.permutations(named):
+        for log in (emu.generator.log, emu.smu.log, emu.mcu.executed):
+            log.clear()
+        rc, _ = discover(tmp_path, *order, write=None)
+        text = capsys.readouterr().out
+        assert rc == 0
+        assert "pulse generator 33500B" in rows(text, r["generator_resource"])[0]
+        assert "source meter 2450" in rows(text, r["smu_resource"])[0]
+        assert rows(text, r["mcu_port"])[0].endswith(" MCU")
+        only_queries(emu)
+        assert emu.smu.log == ["*IDN?", "*IDN?", "*LANG?"] and emu.mcu.executed == ["IDN?"]
+
+
+def test_the_written_file_is_refused_until_wired_then_checks(emu, tmp_path, capsys):
+    r = emu.resources
+    rc, out = discover(tmp_path, r["mcu_port"], r["generator_resource"], r["smu_resource"])
     assert rc == 0
-    assert "pulse generator 33500B" in rows(text, r["generator_resource"])[0]
-    assert "source meter 2450" in rows(text, r["smu_resource"])[0]
-    assert rows(text, r["mcu_port"])[0].endswith(" MCU")
-    only_queries(emu)  # before anything else touches the emulator
-    assert emu.generator.log and emu.smu.log == ["*IDN?", "*IDN?", "*LANG?"]
     bench = load_bench(out)
     assert bench.backend == "instruments"
+    before = len(emu.generator.log), len(emu.smu.log), len(emu.mcu.executed)
+    assert main(["bench", "check", "--bench", str(out)]) == 2  # the cables are not declared yet
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no usable trigger wiring" in err[0]
+    assert before == (len(emu.generator.log), len(emu.smu.log), len(emu.mcu.executed))
+    fill_wiring(out, emulated_wiring(emu.generator_model))
     assert main(["bench", "check", "--bench", str(out)]) == 0
     assert "bench check passed" in capsys.readouterr().out
+
+
+def fill_wiring(path: Path, wires: dict[str, int]) -> None:
+    """What the operator does with the template: uncomment the section and each wire that
+    exists with its line number; the durations as they stand."""
+    lines, section = [], False
+    for line in path.read_text().splitlines():
+        key = line.removeprefix("# ").split(" = ")[0]
+        if line == "# [wiring]":
+            line, section = "[wiring]", True
+        elif not section:
+            pass
+        elif line.startswith("# ") and key in wires:
+            line = f"{key} = {wires[key]}"
+        elif line.startswith("# ") and " = " in line and "<" not in line and key.isidentifier():
+            line = line.removeprefix("# ")
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def test_silent_unknown_and_foreign_resources_are_one_line_each(emu, tmp_path, capsys):
@@ -121,6 +150,7 @@ def test_several_or_none_of_a_kind_are_said_plainly_and_the_file_refuses(emu, tm
     written = out.read_text()
     assert f'# smu_resource = "{r["smu_resource"]}"' in written
     assert 'smu_resource = ""' in written.splitlines()
+    fill_wiring(out, emulated_wiring("33500B"))
     assert main(["bench", "check", "--bench", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "instruments.smu_resource: missing" in err[0]

@@ -26,6 +26,7 @@ from drivers import driver_for
 from drivers.errors import InstrumentError, MuxCommandError, MuxLinkError
 from drivers.mcu import DEFAULT_BAUD, FrameError, MuxController, decode_frame
 from drivers.scpi import TERMINATION, Identity, open_resource, resource_manager
+from hil.backends.hardware import INSTRUMENTS_SCHEMA, SMU_LINES, WIRING_SCHEMA
 from hil.bench import Bench, dump_toml, standalone_tables, toml_value
 
 KINDS = ("generator", "smu", "mcu")
@@ -136,11 +137,15 @@ def _identify_scpi(link: Any, resource: str, text: str, timeout: float) -> Findi
     return Finding(resource, answer, verdict, kind, cls.FAMILY)
 
 
-def probe_serial(port: str, baudrate: int, timeout: float) -> Finding:
-    """The MCU's ``IDN?`` frame on a serial port; the port is closed without a command."""
+def probe_serial(port: str, baudrate: int, timeout: float, boot_wait: float = 0.0) -> Finding:
+    """The MCU's ``IDN?`` frame on a serial port; the port is closed without a command.
+
+    ``boot_wait`` is waited on a physical port only: opening one resets boards that reset on
+    DTR, while a pyserial URL (``socket://``) reaches a running MCU."""
     try:
         mux = MuxController(port, name=f"port {port}", baudrate=baudrate, timeout=timeout,
-                            retries=1, identify=False)
+                            retries=1, identify=False,
+                            boot_wait=0.0 if "://" in port else boot_wait)
     except InstrumentError as exc:
         hint = " (on Linux: add the user to the dialout group)" if "ermission" in str(exc) else ""
         return Finding(port, "-", f"cannot open: {exc.problem.partition(': ')[2]}{hint}")
@@ -171,6 +176,7 @@ def discover(
     scan: bool = True,
     timeout: float = 1.0,
     baudrate: int = DEFAULT_BAUD,
+    boot_wait: float = 0.0,
     notes: list[str] | None = None,
 ) -> Iterator[Finding]:
     """Each candidate's finding in turn (so a table can print as it goes): the ``probes``
@@ -183,8 +189,8 @@ def discover(
         candidates.update(dict.fromkeys(listed))
         if notes is not None:
             notes += found_notes
-    return (probe_serial(r, baudrate, timeout) if is_serial(r) else probe_scpi(rm, r, timeout)
-            for r in candidates)
+    return (probe_serial(r, baudrate, timeout, boot_wait) if is_serial(r)
+            else probe_scpi(rm, r, timeout) for r in candidates)
 
 
 # ---- the bench file ---------------------------------------------------------------------------
@@ -221,6 +227,7 @@ def bench_text(base: Bench, base_dir: Path | None, findings: list[Finding],
     raw = standalone_tables(base, base_dir)
     raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
     instruments = dict(raw.pop("instruments", {}))
+    raw.pop("wiring", None)  # cables are this bench's: traced anew, never inherited
     lines = ["[instruments]",
              "# written by hil bench discover; an empty address stops every run until filled"]
     for kind, found in resolution(findings).items():
@@ -239,12 +246,36 @@ def bench_text(base: Bench, base_dir: Path | None, findings: list[Finding],
         lines.append(f'{key} = ""')
     instruments["visa_library"] = visa_library
     lines += [f"{key} = {toml_value(value)}" for key, value in instruments.items()]
-    return "\n".join([dump_toml(raw), *lines, "", wiring_template()])
+    smu_model = instruments.get("smu_model", INSTRUMENTS_SCHEMA["smu_model"][2])
+    return "\n".join([dump_toml(raw), *lines, "", wiring_template(smu_model)])
 
 
-def wiring_template() -> str:
-    """``[wiring]`` as comments to fill from the actual cables."""
-    return "# [wiring]: which trigger output is cabled to which input\n"
+# What each [wiring] key means to the person tracing the cables; a wire's line is a placeholder
+# that is not TOML, so a line uncommented without looking at the cable stops the file loading.
+_WIRES = {
+    "generator_trigger": ("<1 or 2>", "MCU TRIG OUT line -> generator trigger input (pulses)"),
+    "smu_trigger": ("<1 or 2>", "MCU TRIG OUT line -> SMU trigger input (reads)"),
+    "smu_trigger_line": ("<{lines}>", "the SMU line that cable arrives on"),
+    "smu_complete": ("<1 or 2>", "MCU TRIG IN line <- SMU trigger output (optional)"),
+    "smu_complete_line": ("<{lines}>", "the SMU line driving it"),
+    "generator_sync": ("<1 or 2>", "MCU TRIG IN line <- 33500B Sync output (optional)"),
+}
+
+
+def wiring_template(smu_model: str) -> str:
+    """``[wiring]`` as comments to fill from the actual cables: every key of the section,
+    wires as placeholders, durations at their defaults (docs/timing.md)."""
+    lines = SMU_LINES.get(smu_model)
+    span = f"{lines.start}-{lines.stop - 1}" if lines else "line"
+    out = ["# [wiring]: which trigger line is cabled to which input (docs/timing.md). Every run on",
+           "# the instruments refuses this file until the wires are declared: trace each cable,",
+           "# then uncomment [wiring] and the lines of the wires that exist, with their numbers.",
+           "# [wiring]"]
+    for key, (_, _, default) in WIRING_SCHEMA.items():
+        placeholder, note = _WIRES.get(key, (None, ""))
+        value = placeholder.format(lines=span) if placeholder else toml_value(default)
+        out.append(f"# {key} = {value}" + (f"  # {note}" if note else ""))
+    return "\n".join(out) + "\n"
 
 
 # ---- small helpers ----------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     findings: list[Finding] = []
     asked = discover(args.probe, visa_library=library, scan=not args.no_scan,
-                     timeout=args.timeout, baudrate=cfg.mcu_baud, notes=notes)
+                     timeout=args.timeout, baudrate=cfg.mcu_baud,
+                     boot_wait=cfg.mcu_boot_wait, notes=notes)
     print(f"{'resource':<34} {'answered':<56} driver")
     for finding in asked:
         findings.append(finding)
