@@ -7,12 +7,12 @@ import pytest
 
 from drivers.mcu import decode_frame, encode_frame
 from hil.bench import load_bench
-from hil.emulator import EmulatedBench
+from hil.emulator import EmulatedBench, emulated_wiring
 from hil.emulator.generators import Keysight33500B, Keysight81160A
 from hil.emulator.mcu import RX_LIMIT, McuEmulator
 from hil.emulator.model import BenchModel, Wire
 from hil.emulator.smus import OVERFLOW, Keithley2450, KeysightB2900
-from hil.emulator.timeline import violations
+from hil.emulator.timeline import read_timeline, violations
 
 
 @pytest.fixture(scope="module")
@@ -443,12 +443,15 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
     import argparse
     import threading
 
+    import serial
+
     from hil.cli.bench import serve
 
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []
+    timeline = tmp_path / "timeline.csv"
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None)
+                              seed=None, timeline=str(timeline))
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:
@@ -462,7 +465,16 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
         assert raw["generator_model"] == "81160A" and raw["smu_model"] == "B2900"
         assert raw == {**raw, **started[0].resources}
         assert raw["mcu_port"].startswith("socket://127.0.0.1:")
+        assert written.raw["wiring"] == emulated_wiring("81160A")  # the wires it emulates
+        port = serial.serial_for_url(raw["mcu_port"], timeout=2)
+        port.write(encode_frame(0, "SEL 3 2 5"))
+        assert decode_frame(port.read_until(b"\n")) == (0, "OK")
+        port.close()
     finally:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+    rows = read_timeline(timeline)  # complete once the server stopped
+    assert [(s, e, x) for _, s, e, x in rows] == [("mcu", "switch", "PUL 3:5:002"),
+                                                  ("mcu", "settled", "PUL 3:5:002")]
+    assert timeline.read_text().startswith("t_us,source,event,target\n")

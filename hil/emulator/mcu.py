@@ -188,9 +188,10 @@ class McuEmulator:
             self._switch(None)
             return ""
         if cmd in ("SEL", "PUL", "MAC"):
-            self.apply(self.parse(text))
+            route = self.parse(text)
+            self.apply(route)
             self.model.advance(self.model.now + self._settle())
-            self.model.record(self.model.now, "mcu", "settled", self._route_text())
+            self.model.record(self.model.now, "mcu", "settled", route.text)
             return ""
         if cmd == "TBL" and len(words) >= 2:
             return self.table_command(words[1], words[2:])
@@ -302,10 +303,6 @@ class McuEmulator:
         if route is None:
             self.model.record(self.model.now, "mcu", "switch", "OPEN")
             self.model.open_all()
-
-    def _route_text(self) -> str:
-        states = self.read_back()
-        return format_state(states) or "OPEN"
 
     def _settle(self) -> float:
         return DEFAULT_SETTLE if self.pacing is None else self.pacing.settle_us * 1e-6
