@@ -259,6 +259,9 @@ _WIRES = {
     "smu_complete": ("<1 or 2>", "MCU TRIG IN line <- SMU trigger output (optional)"),
     "smu_complete_line": ("<{lines}>", "the SMU line driving it"),
     "generator_sync": ("<1 or 2>", "MCU TRIG IN line <- 33500B Sync output (optional)"),
+    "trigger_width": (None, "s, TRIG OUT pulse width"),
+    "generator_latency": (None, "s, longest trigger-to-pulse delay of the generator"),
+    "smu_latency": (None, "s, longest trigger-to-aperture delay of the SMU"),
 }
 
 
@@ -274,7 +277,7 @@ def wiring_template(smu_model: str) -> str:
     for key, (_, _, default) in WIRING_SCHEMA.items():
         placeholder, note = _WIRES.get(key, (None, ""))
         value = placeholder.format(lines=span) if placeholder else toml_value(default)
-        out.append(f"# {key} = {value}" + (f"  # {note}" if note else ""))
+        out.append(f"# {f'{key} = {value}':<30}" + (f"  # {note}" if note else ""))
     return "\n".join(out) + "\n"
 
 
