@@ -15,6 +15,7 @@ from hil.cli import main
 from hil.emulator import EmulatedBench, emulated_wiring
 from hil.emulator.scpi import LineServer, ScpiInstrument
 from hil.emulator.smus import Keithley2450
+from hil.errors import BenchFileError
 
 QUERIES = {"*IDN?", "*LANG?"}  # all discovery may send a SCPI instrument
 
@@ -68,6 +69,11 @@ def test_the_written_file_is_refused_until_wired_then_checks(emu, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no usable trigger wiring" in err[0]
     assert before == (len(emu.generator.log), len(emu.smu.log), len(emu.mcu.executed))
+    careless = tmp_path / "careless.toml"  # a placeholder uncommented without a cable traced
+    careless.write_text(out.read_text().replace("\n# [wiring]\n", "\n[wiring]\n").replace(
+        "# generator_trigger = <", "generator_trigger = <"))
+    with pytest.raises(BenchFileError, match=r"syntax: Invalid value \(at line \d+"):
+        load_bench(careless)
     fill_wiring(out, emulated_wiring(emu.generator_model))
     assert main(["bench", "check", "--bench", str(out)]) == 0
     assert "bench check passed" in capsys.readouterr().out
