@@ -12,6 +12,7 @@ PCB's labels (board id, rows 1-12, columns 1-10).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import tomllib
 from collections.abc import Callable
@@ -470,3 +471,55 @@ def _parse_networks(table: Any, path: str, arrays: dict[str, ArraySpec]) -> dict
                 raise BenchFileError(path, f"networks.{name}", f"unknown array {n!r}")
         out[name] = tuple(names)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# writing bench files
+
+
+def standalone_tables(bench: Bench, base: Path | None = None) -> dict[str, Any]:
+    """The bench file's tables (copied), with the board map and response curves made absolute
+    paths, so a file derived from it works from any directory. ``base`` is the directory the
+    bench file was read from (``None``: the shipped data)."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in bench.raw.items()}
+    boards = raw.get("boards", {})
+    raw["boards"] = {**boards, "map": str(_resolve(base, boards.get("map", "board-map.csv")))}
+    raw["sim"] = {**raw.get("sim", {}), "curves": str(bench.sim.curves)}
+    return raw
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text of a bench dictionary (tables of scalars and lists, one nesting level for
+    ``[arrays.NAME]``)."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        subtables = {}
+        for key, value in body.items():
+            if isinstance(value, dict):
+                subtables[key] = value
+            else:
+                lines.append(f"{key} = {toml_value(value)}")
+        lines.append("")
+        for key, value in subtables.items():
+            table(f"{name}.{key}", value)
+
+    for name, body in data.items():
+        table(name, body)
+    return "\n".join(lines)
+
+
+def toml_value(v: Any) -> str:
+    """One value as TOML text."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")

@@ -1,6 +1,7 @@
 """``hil bench serve`` (the emulated bench in the foreground) and ``hil bench check`` (is every
 instrument of a bench file there, the right model, reachable, every declared trigger wire
-carrying its edge, and everything left safe?)."""
+carrying its edge, and everything left safe?); ``hil bench discover`` lives in
+:mod:`hil.cli.discover`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
 from drivers.mcu import MuxController, Pacing, Route
 from drivers.pulsegen import PulseLimits
+from drivers.scpi import resource_manager
 from drivers.smu import SourceLimits, SourceMeter
 from hil.backends.hardware import (
     GENERATOR_MODELS,
@@ -25,16 +27,19 @@ from hil.backends.hardware import (
     pulse_pacing,
     read_pacing,
     require_wiring,
+    required_instruments,
     smu_nplc,
 )
 from hil.backends.instruments import Instruments, current_range, open_mux
 from hil.bench import Bench, load_bench
+from hil.cli import discover
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="serve an emulated bench, or check a bench's instruments")
+    p = sub.add_parser("bench", help="serve an emulated bench, or discover or check a bench's "
+                       "instruments")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
 
     s = bsub.add_parser(
@@ -59,11 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--bench", metavar="FILE", required=True)
     c.set_defaults(run=check)
 
+    discover.register(bsub)
+
 
 def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | None = None,
           stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C / SIGTERM (or ``stop``, for tests)."""
     bench = load_bench(args.bench)
+    resource_manager(instruments_config(bench).visa_library)  # the written file will need it
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
     timeline = getattr(args, "timeline", None)
@@ -113,7 +121,8 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     """Report lines and problems; each instrument is checked even if another fails, and each
     is left with its output off (switches open) whatever happened. Then, if all three answer,
     every declared wire: an edge is sent and seen to arrive."""
-    cfg = instruments_config(bench)
+    cfg = required_instruments(bench)
+    resource_manager(cfg.visa_library)  # one line for a library that cannot load, not one each
     lim = bench.limits
     lines: list[str] = []
     problems: list[str] = []
@@ -130,7 +139,7 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def generator() -> str:
         gen = PULSE_GENERATORS[cfg.generator_model].open(
             cfg.generator_resource, model=cfg.generator_model, timeout=cfg.timeout,
-            channel=cfg.generator_channel,
+            channel=cfg.generator_channel, visa_library=cfg.visa_library,
             limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width, lim.max_pulse_width))
         try:
             gen.setup()  # reset, high-impedance load verified, output off, errors drained
@@ -142,6 +151,7 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def smu() -> str:
         inst = SOURCE_METERS[cfg.smu_model].open(
             cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
+            visa_library=cfg.visa_library,
             limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
         try:
             inst.setup(voltage=bench.pulses.read_voltage, current_limit=lim.current_compliance,

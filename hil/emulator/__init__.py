@@ -14,8 +14,6 @@ declares. :meth:`EmulatedBench.write_timeline` writes every event of the bench o
 from __future__ import annotations
 
 import csv
-import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,14 @@ from typing import Any
 import numpy as np
 
 from hil.backends.hardware import wiring
-from hil.bench import Bench, _resolve
+from hil.bench import Bench, dump_toml, standalone_tables
 from hil.emulator.generators import PulseGenerator, make_generator
 from hil.emulator.mcu import McuEmulator
 from hil.emulator.model import BenchModel, DeliveredPulse, Wire
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
 
-__all__ = ["EMULATED_WIRING", "BenchModel", "DeliveredPulse", "EmulatedBench"]
+__all__ = ["EMULATED_WIRING", "BenchModel", "DeliveredPulse", "EmulatedBench", "dump_toml"]
 
 # How the emulated bench is wired when the bench file says nothing (docs/timing.md): MCU TRIG
 # OUT 1 to the generator's trigger input, TRIG OUT 2 to SMU line 1, SMU line 2 back to TRIG IN 1,
@@ -144,12 +142,8 @@ class EmulatedBench:
         """The bench file, unchanged but for ``backend = "instruments"``, an ``[instruments]``
         section pointing at this emulator and the ``[wiring]`` it emulates (paths made
         absolute)."""
-        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
+        raw = standalone_tables(_with_raw(self.bench, self.raw), base)
         raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
-        raw["boards"] = {**raw.get("boards", {}),
-                         "map": str(_resolve(base, raw.get("boards", {}).get("map",
-                                                                             "board-map.csv")))}
-        raw["sim"] = {**raw.get("sim", {}), "curves": str(self.bench.sim.curves)}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
                               self.generator_model, "smu_model": self.smu_model,
                               "mcu_boot_wait": 0.0, **self.resources}
@@ -158,39 +152,3 @@ class EmulatedBench:
 
 def _with_raw(bench: Bench, raw: dict[str, Any]) -> Bench:
     return replace(bench, raw=raw)
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """TOML text of a bench dictionary (tables of scalars and lists, one nesting level for
-    ``[arrays.NAME]``)."""
-    lines: list[str] = []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        subtables = {}
-        for key, value in body.items():
-            if isinstance(value, dict):
-                subtables[key] = value
-            else:
-                lines.append(f"{key} = {_value(value)}")
-        lines.append("")
-        for key, value in subtables.items():
-            table(f"{name}.{key}", value)
-
-    for name, body in data.items():
-        table(name, body)
-    return "\n".join(lines)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")
