@@ -8,15 +8,26 @@ Layout of ``RUN/``::
     *.png           plots
 
 Writes are transactions, so a run killed at any point leaves either the previous or the new
-checkpoint, never half of one.
+checkpoint, never half of one. Result files are written to a temporary name and renamed into
+place, so a reader sees a whole file or none. ``meta.state`` says how far the run got:
+``running`` (or killed while running), ``interrupted`` (Ctrl-C, SIGTERM), ``failed`` (an error
+ended it) or ``complete``; only a complete run's result files are its results.
+
+A run directory is created whole or not at all (:meth:`RunStore.create`): schema and starting
+metadata in one transaction, the directory removed again if that cannot be written (a full or
+read-only disk), so there is never a run that can be neither resumed nor started again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import pickle
+import shutil
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +35,13 @@ import numpy as np
 import pandas as pd
 
 from hil.errors import HilError
+
+STATES = ("running", "interrupted", "failed", "complete")
+
+
+class StoreWriteError(HilError):
+    """The run's records could not be written (disk full, read-only, gone): what was saved
+    before stays, the run can be resumed once there is room."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,25 +65,92 @@ def _npy(a: np.ndarray) -> bytes:
 class RunStore:
     """A run directory and its database."""
 
-    def __init__(self, directory: str | Path, *, create: bool = True) -> None:
+    def __init__(self, directory: str | Path) -> None:
+        """Open an existing run (``--resume``, reading): refuses a directory without one."""
         self.dir = Path(directory)
         db = self.dir / "run.sqlite"
-        if not create and not db.exists():
+        if not db.is_file():
             raise HilError(f"{self.dir}: not a run directory (no run.sqlite)")
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(db)
-        except (OSError, sqlite3.Error) as exc:
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
             raise HilError(f"{self.dir}: cannot open run store: {exc}") from None
-        self.db.executescript(SCHEMA)
+
+    @staticmethod
+    def check_new(directory: str | Path) -> Path:
+        """Refuse, before anything is measured, a ``directory`` that holds anything (a run is
+        never overwritten) or that cannot be written; touches nothing."""
+        path = Path(directory)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if (path / "run.sqlite").exists():
+                raise HilError(f"{path}: a run is already there and is never overwritten "
+                               f"(--resume {path} continues it; or choose another --out)")
+            raise HilError(f"{path}: exists and is not empty; a run is never written over "
+                           "other files (choose another --out)")
+        parent = next(p for p in (path, *path.parents) if p.exists())
+        if not parent.is_dir():
+            raise HilError(f"{path}: cannot write a run there ({parent} is not a directory)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise HilError(f"{path}: cannot write a run there ({parent} is not writable)")
+        return path
+
+    @classmethod
+    def create(cls, directory: str | Path, **meta: Any) -> RunStore:
+        """A new run in ``directory``, which must not exist or be empty (a run is never
+        overwritten), with ``meta`` and ``state = running`` written in the same transaction.
+        Anything this created is removed again if the store cannot be written, so a refused
+        start leaves nothing behind."""
+        path = cls.check_new(directory)
+        made = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path / "run.sqlite")
+            try:
+                with db:
+                    db.executescript(SCHEMA)
+                    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                   [(k, json.dumps(v)) for k, v in
+                                    {**meta, "state": "running"}.items()])
+            finally:
+                db.close()
+        except (OSError, sqlite3.Error) as exc:
+            if made:
+                shutil.rmtree(made[-1], ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    (path / "run.sqlite").unlink()
+            raise HilError(f"{path}: cannot write a run there: {_reason(exc)}") from None
+        return cls(path)
 
     def close(self) -> None:
         self.db.close()
 
     # ---- metadata ----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One transaction; a failed write (disk full, read-only) becomes one line."""
+        try:
+            with self.db:
+                yield
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreWriteError(f"{self.dir}: cannot write the run's records: {_reason(exc)}; "
+                                  "what was saved before is intact") from None
+
+    @property
+    def state(self) -> str:
+        """``running``, ``interrupted``, ``failed`` or ``complete`` (see the module docstring)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
+        return "running" if row is None else json.loads(row[0])
+
+    def mark(self, state: str) -> None:
+        """Record how the run stands; after a failed write this is best effort."""
+        assert state in STATES, state
+        self.put_meta(state=state)
+
     def put_meta(self, **items: Any) -> None:
-        with self.db:
+        with self._writing():
             self.db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in items.items()],
@@ -78,7 +163,7 @@ class RunStore:
 
     def add_epoch(self, epoch: int, snapshots: dict[str, np.ndarray], **figures: Any) -> None:
         cols = ["epoch", *figures]
-        with self.db:
+        with self._writing():
             self.db.execute(
                 f"INSERT OR REPLACE INTO epochs ({', '.join(cols)}) "
                 f"VALUES ({', '.join('?' * len(cols))})",
@@ -103,7 +188,7 @@ class RunStore:
     # ---- checkpoints --------------------------------------------------------------------
 
     def save_checkpoint(self, images: int, state: dict[str, Any]) -> None:
-        with self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?)",
                 (images, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
@@ -117,11 +202,33 @@ class RunStore:
 
     def write_table(self, name: str, df: pd.DataFrame, *, append: bool = False) -> None:
         """Store a DataFrame as a table of the run database (reads, classifications, ...)."""
-        df.to_sql(name, self.db, if_exists="append" if append else "replace", index=False)
+        with self._writing():
+            df.to_sql(name, self.db, if_exists="append" if append else "replace", index=False)
+
+    def has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return pd.read_sql_query(f'SELECT * FROM "{name}"', self.db)
+
+    def write_file(self, name: str, write: Callable[[Path], Any]) -> Path:
+        """``write(tmp_path)`` then rename into ``name``: a reader sees the whole file or none."""
+        path = self.dir / name
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StoreWriteError(f"{path}: cannot write: {_reason(exc)}") from None
+        return path
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
-        path = self.dir / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        return self.write_file(name, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

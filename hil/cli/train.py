@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,10 @@ from hil.bench import Bench
 from hil.characterization.registry import flagged_devices
 from hil.errors import HilError
 from hil.faults import MODE_NAMES
-from hil.records import RunStore
+from hil.records import RunStore, StoreWriteError
 from hil.training import plots
 from hil.training.setup import TrainParams, prepare
-from hil.training.trainer import OnlineTrainer
+from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer
 
 
 def flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
@@ -50,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
     p.add_argument("--network", default="two", help="single, two, or 65-H-10 (default: two)")
     p.add_argument("--hidden", type=int, help="hidden neurons of a two-layer network (5-100)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, help="epochs to train (default: 20); with --resume, "
+                   "a larger count continues a finished run to it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
@@ -77,23 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.epochs is not None and args.epochs < 1:
+        raise HilError("--epochs must be at least 1")
     if args.resume:
-        store = RunStore(args.resume, create=False)
-        meta = store.meta()
-        if "params" not in meta:
-            raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
-        params = TrainParams(**meta["params"])
-        state = store.load_checkpoint()
-        if state is None:
-            say(f"{args.resume}: stopped before its first checkpoint; starting it again")
+        store, params, state = _reopen(args, say)
     else:
-        if args.epochs < 1:
-            raise HilError("--epochs must be at least 1")
+        if args.seed < 0:
+            raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
         if args.checkpoint_every < 1:
             raise HilError("--checkpoint-every must be at least 1")
         params = TrainParams(
             bench=str(Path(args.bench).resolve()) if args.bench else None,
-            network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+            network=args.network, hidden=args.hidden, epochs=args.epochs or 20, seed=args.seed,
             data=str(Path(args.data).resolve()) if args.data else None, update=args.update,
             failures=args.failures,
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
@@ -105,38 +103,85 @@ def run(args: argparse.Namespace) -> int:
             from hil.backends.dryrun import dry_run
 
             return dry_run(params, prepare)
-        out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "run.sqlite").exists():
-            raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
+        out = RunStore.check_new(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         state = None
     bench, backend, trainer = prepare(
         params, say=say, flagged=lambda bench: flagged_cells(bench, params, say))
     if not args.resume:
-        store = RunStore(out)  # only once the run can start: a refused start leaves nothing
-    if state is None:
-        store.put_meta(
-            params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+        # only once the run can start (a refused start leaves nothing), whole or not at all
+        store = RunStore.create(
+            out, params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
             bench_file=bench.text, data=trainer.digits.identity(),
             config=asdict(trainer.cfg),
             failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
                             zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
                                            return_counts=True), strict=True)},
         )
-    else:
+    elif state is not None:
         trainer.load_state_dict(state)
         say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
-    with _terminate_as_interrupt(), backend:
+    with _terminate_as_interrupt(), backend, _marking(store):
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()
             say(_prepared_words(done))
             store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
         _train(store, trainer, params)
-    summary = _finish(store, trainer)
+        summary = _finish(store, trainer)
     print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "
           f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
           f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
     return 0
+
+
+def _reopen(args: argparse.Namespace, say) -> tuple[RunStore, TrainParams, dict | None]:
+    """The run ``--resume`` names, its parameters (``--epochs`` raised if asked) and its last
+    checkpoint; refuses in one line what cannot be continued exactly."""
+    store = RunStore(args.resume)
+    meta = store.meta()
+    if "params" not in meta:
+        raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
+    params = TrainParams(**meta["params"])
+    state = store.load_checkpoint()
+    if state is not None and state.get("format") != CHECKPOINT_FORMAT:
+        raise HilError(f"{args.resume}: the checkpoint was written by another version of "
+                       "memristor-hil and cannot be resumed; start a new run")
+    done = len(state["history"]) if state is not None else 0
+    if args.epochs is not None and args.epochs != params.epochs:
+        if args.epochs < done:
+            raise HilError(f"{args.resume}: {done} epochs are already trained; --epochs "
+                           f"{args.epochs} cannot undo them (start a new run)")
+        # the schedule (order, learning rate) depends on the epoch only, never on the count:
+        # training to N then on to M is exactly training to M
+        say(f"{args.resume}: epochs {params.epochs} -> {args.epochs}")
+        params = replace(params, epochs=args.epochs)
+        store.put_meta(params=asdict(params))
+    elif store.state == "complete":
+        raise HilError(f"{args.resume}: the run is complete ({done} epochs); pass --epochs N "
+                       f"with N > {done} to train it further")
+    if state is None:
+        say(f"{args.resume}: stopped before its first checkpoint; starting it again")
+    return store, params, state
+
+
+@contextlib.contextmanager
+def _marking(store: RunStore) -> Iterator[None]:
+    """The run's state in its records: running, then complete, interrupted or failed."""
+    store.mark("running")
+    try:
+        yield
+    except KeyboardInterrupt:
+        _best_effort(store, "interrupted")
+        raise
+    except BaseException:
+        _best_effort(store, "failed")
+        raise
+    store.mark("complete")
+
+
+def _best_effort(store: RunStore, state: str) -> None:
+    with contextlib.suppress(StoreWriteError):  # the error that stopped the run is the news
+        store.mark(state)
 
 
 def _prepared_words(done: dict[str, int]) -> str:
