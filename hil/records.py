@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     epoch INTEGER, array TEXT, conductance_uS BLOB, PRIMARY KEY (epoch, array));
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), images INTEGER,
     state BLOB);
+CREATE TABLE IF NOT EXISTS parts (name TEXT PRIMARY KEY, value BLOB);
 """
 
 
@@ -126,6 +127,12 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ---- metadata ----------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -148,6 +155,26 @@ class RunStore:
         """Record how the run stands; after a failed write this is best effort."""
         assert state in STATES, state
         self.put_meta(state=state)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """The run's state while the block runs: ``running``, then ``complete``, or
+        ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (best effort: the error that stopped the
+        run is the one reported, not a second one from recording it)."""
+        self.mark("running")
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._mark_quietly("interrupted")
+            raise
+        except BaseException:
+            self._mark_quietly("failed")
+            raise
+        self.mark("complete")
+
+    def _mark_quietly(self, state: str) -> None:
+        with contextlib.suppress(StoreWriteError, sqlite3.Error):
+            self.mark(state)
 
     def put_meta(self, **items: Any) -> None:
         with self._writing():
@@ -198,6 +225,18 @@ class RunStore:
         row = self.db.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()
         return None if row is None else pickle.loads(row[0])
 
+    # ---- parts of a measurement done one piece at a time (a board, say) -------------------
+
+    def save_part(self, name: str, value: Any) -> None:
+        """Keep one finished piece of the run, so a resumed run does not measure it again."""
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO parts VALUES (?, ?)",
+                            (name, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+
+    def parts(self) -> dict[str, Any]:
+        return {name: pickle.loads(blob)
+                for name, blob in self.db.execute("SELECT name, value FROM parts ORDER BY rowid")}
+
     # ---- generic tables and files -------------------------------------------------------
 
     def write_table(self, name: str, df: pd.DataFrame, *, append: bool = False) -> None:
@@ -215,7 +254,7 @@ class RunStore:
     def write_file(self, name: str, write: Callable[[Path], Any]) -> Path:
         """``write(tmp_path)`` then rename into ``name``: a reader sees the whole file or none."""
         path = self.dir / name
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(tmp)

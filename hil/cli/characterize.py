@@ -15,11 +15,19 @@ import pandas as pd
 from tqdm import tqdm
 
 from hil.backends.factory import make_backend
-from hil.bench import COLS, ROWS, Bench, load_bench
+from hil.bench import CELLS, COLS, ROWS, Bench, load_bench
 from hil.characterization import plots
-from hil.characterization.characterize import Result, characterize, planned_ops
+from hil.characterization.characterize import (
+    Result,
+    add_curves,
+    characterize,
+    combine,
+    curve_ops,
+    planned_ops,
+)
 from hil.characterization.classify import MODES, settings
 from hil.characterization.registry import Registry, default_path
+from hil.cli.signals import terminate_as_interrupt
 from hil.errors import HilError
 from hil.faults import FailureRate, FaultMap, LineFault, load_fault_map
 from hil.records import RunStore
@@ -51,10 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "probability, MIX of them stuck-on (drawn per board from --seed)")
     faults.add_argument("--fault-map", metavar="CSV",
                         help="simulated bench: faults from CSV board,row,col,mode")
-    p.add_argument("--seed", type=int, help="simulated bench seed (default: [sim] seed)")
+    p.add_argument("--seed", type=int, help="simulated bench seed, >= 0 (default: [sim] seed)")
     p.add_argument("--registry", metavar="PATH",
                    help=f"device registry (default: $HIL_REGISTRY or {default_path()})")
-    p.add_argument("--out", metavar="RUN", required=True, help="run directory to write")
+    p.add_argument("--out", metavar="RUN", help="run directory to write (must not exist)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue an interrupted characterisation with the boards not done yet")
     p.set_defaults(run=run_characterize)
 
     d = sub.add_parser("devices", help="device registry: census, history, chip swaps",
@@ -160,23 +170,23 @@ def _duration(seconds: float) -> str:
 
 def write_run(store: RunStore, bench: Bench, result: Result, started: float,
               command: list[str]) -> dict:
-    """Every output of a characterisation into its run directory; returns the summary, whose
-    ``wall_seconds`` counts from ``started`` (``time.perf_counter``) to the last plot."""
-    out = store.dir
+    """Every output of a characterisation into its run directory, each file written whole or not
+    at all; returns the summary, whose ``wall_seconds`` counts from ``started``
+    (``time.perf_counter``) to the last plot."""
     reads = result.reads
-    reads.to_csv(out / "reads.csv", index=False)
-    reads.to_parquet(out / "reads.parquet", index=False)
+    store.write_file("reads.csv", lambda p: reads.to_csv(p, index=False))
+    store.write_file("reads.parquet", lambda p: reads.to_parquet(p, index=False))
     store.write_table("reads", reads.astype({"sequence": str}))
     table = result.table.drop(columns="device")
-    table.to_csv(out / "devices.csv", index=False)
+    store.write_file("devices.csv", lambda p: table.to_csv(p, index=False))
     store.write_table("devices", table)
     failed = result.failed
-    failed.to_csv(out / "replacements.csv", index=False)
+    store.write_file("replacements.csv", lambda p: failed.to_csv(p, index=False))
     store.write_table("replacements", failed)
     fabric = [{"board": f.board, "line": f.line, "index": f.index} for f in result.fabric]
     store.write_table("fabric_faults", pd.DataFrame(fabric, columns=["board", "line", "index"]))
     if result.curves is not None:
-        result.curves.write(out / "curves.csv")
+        store.write_file("curves.csv", result.curves.write)
         store.write_table("curves", result.curves.to_frame())
     counts = result.table["mode"].value_counts()
     summary = {
@@ -191,9 +201,9 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
         "predicted_bench_seconds": round(result.bench_seconds, 3),
         "sequencing": result.sequencing,
     }
-    plots.board_maps(bench, result, out / "maps")
-    plots.conductance_cdf(result, out / "conductance-cdf.png")
-    plots.response_curves(result, out / "response-curves.png")
+    plots.board_maps(bench, result, store.dir / "maps")
+    store.write_file("conductance-cdf.png", lambda p: plots.conductance_cdf(result, p))
+    store.write_file("response-curves.png", lambda p: plots.response_curves(result, p))
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     store.put_meta(command=command, bench_text=bench.text, bench_path=bench.path,
                    summary=summary)
@@ -201,30 +211,74 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
     return summary
 
 
-def run_characterize(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
+# what a characterisation is started with: stored in the run, so --resume needs nothing else
+OPTIONS = ("bench", "boards", "cells", "replaced", "form", "failures", "fault_map", "seed",
+           "registry")
+
+
+def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.ndarray]:
+    """A new run directory (refused if anything is there, before anything is measured) or the
+    run ``--resume`` names; the options it was started with and the devices it covers."""
+    if args.resume:
+        if args.out:
+            raise HilError("--resume continues the run it names: drop --out")
+        store = RunStore(args.resume)
+        meta = store.meta()
+        if "options" not in meta:
+            raise HilError(f"{args.resume}: not a characterisation run")
+        if store.state == "complete":
+            raise HilError(f"{args.resume}: this characterisation is complete; nothing to resume")
+        return store, argparse.Namespace(**meta["options"]), np.array(meta["devices"])
+    if not args.out:
+        raise HilError("--out RUN is required (or --resume RUN)")
+    if args.seed is not None and args.seed < 0:
+        raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
+    for name in ("bench", "fault_map"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    RunStore.check_new(args.out)
     bench = load_bench(args.bench)
-    s = settings(bench)
-    if args.replaced:
-        s = replace(s, curve_devices=0)
     with Registry(args.registry) as registry:
         devices = select_devices(args, bench, registry)
-        backend = _backend(args, bench, registry)
-        try:
-            with tqdm(total=planned_ops(bench, devices, s, args.form), unit="op",
-                      desc=f"characterize {devices.size} devices", file=sys.stderr) as bar:
-                result = characterize(backend, devices, s, form=args.form, tick=bar.update)
-                bar.total = bar.n  # forming may stop early; the plan is done
-        finally:
-            backend.close()
-        store = RunStore(args.out)
-        try:
-            summary = write_run(store, bench, result, t0, sys.argv[1:])
-        finally:
-            store.close()
-        registry.record(bench, result.devices, result.table["mode"].to_numpy(),
-                        result.table["pulses"].to_numpy(), run=str(Path(args.out).resolve()))
-    _report(result, summary, Path(args.out), registry.path)
+    store = RunStore.create(args.out, command=sys.argv[1:], devices=devices.tolist(),
+                            options={k: getattr(args, k) for k in OPTIONS})
+    return store, args, devices
+
+
+def run_characterize(args: argparse.Namespace) -> int:
+    """Board by board, each board's result kept in the run as soon as it is measured: an
+    interrupted run continues (``--resume``) with the boards not done yet, and ends with the
+    replacement list an uninterrupted run gives."""
+    t0 = time.perf_counter()
+    store, opts, devices = _start(args)
+    with store:
+        bench = load_bench(opts.bench)
+        s = settings(bench)
+        if opts.replaced:
+            s = replace(s, curve_devices=0)
+        with Registry(opts.registry) as registry:
+            backend = _backend(opts, bench, registry)
+        parts = store.parts()
+        boards = [b for b in np.unique(devices // CELLS) if f"board {b}" not in parts]
+        if len(parts):
+            print(f"resuming {store.dir}: {len(parts)} board(s) done, {len(boards)} to go",
+                  file=sys.stderr)
+        per_board = planned_ops(bench, devices[:1], s, opts.form, curves=False)
+        with terminate_as_interrupt(), backend, store.running(), tqdm(
+                total=len(boards) * per_board + curve_ops(s), unit="op", file=sys.stderr,
+                desc=f"characterize {devices.size} devices") as bar:
+            for pos in boards:
+                part = characterize(backend, devices[devices // CELLS == pos], s, form=opts.form,
+                                    curves=False, tick=bar.update)
+                store.save_part(f"board {pos}", part)
+                parts[f"board {pos}"] = part
+            result = add_curves(backend, combine(list(parts.values())), s, tick=bar.update)
+            bar.total = bar.n  # forming may stop early; the plan is done
+            summary = write_run(store, bench, result, t0, store.meta()["command"])
+        with Registry(opts.registry) as registry:
+            registry.record(bench, result.devices, result.table["mode"].to_numpy(),
+                            result.table["pulses"].to_numpy(), run=str(store.dir.resolve()))
+    _report(result, summary, store.dir, registry.path)
     return 0
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +14,10 @@ from tqdm import tqdm
 
 from hil.bench import Bench
 from hil.characterization.registry import flagged_devices
+from hil.cli.signals import terminate_as_interrupt
 from hil.errors import HilError
 from hil.faults import MODE_NAMES
-from hil.records import RunStore, StoreWriteError
+from hil.records import RunStore
 from hil.training import plots
 from hil.training.setup import TrainParams, prepare
 from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer
@@ -120,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     elif state is not None:
         trainer.load_state_dict(state)
         say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
-    with _terminate_as_interrupt(), backend, _marking(store):
+    with terminate_as_interrupt(), backend, store.running():
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()
@@ -162,26 +160,6 @@ def _reopen(args: argparse.Namespace, say) -> tuple[RunStore, TrainParams, dict 
     if state is None:
         say(f"{args.resume}: stopped before its first checkpoint; starting it again")
     return store, params, state
-
-
-@contextlib.contextmanager
-def _marking(store: RunStore) -> Iterator[None]:
-    """The run's state in its records: running, then complete, interrupted or failed."""
-    store.mark("running")
-    try:
-        yield
-    except KeyboardInterrupt:
-        _best_effort(store, "interrupted")
-        raise
-    except BaseException:
-        _best_effort(store, "failed")
-        raise
-    store.mark("complete")
-
-
-def _best_effort(store: RunStore, state: str) -> None:
-    with contextlib.suppress(StoreWriteError):  # the error that stopped the run is the news
-        store.mark(state)
 
 
 def _prepared_words(done: dict[str, int]) -> str:
@@ -254,17 +232,3 @@ def _finish(store: RunStore, trainer: OnlineTrainer) -> dict[str, Any]:
     plots.conductance_maps(store.dir / "conductance_map.png", snaps, f"after {len(hist)} epochs")
     plots.conductance_cdf(store.dir / "conductance_cdf.png", snaps, f"after {len(hist)} epochs")
     return summary
-
-
-class _terminate_as_interrupt:
-    """SIGTERM takes the same path as Ctrl-C, so the backend is closed safely either way."""
-
-    def __enter__(self) -> None:
-        self._old = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._old)
