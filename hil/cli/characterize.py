@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from hil.backends.base import Backend
 from hil.backends.factory import make_backend
 from hil.bench import CELLS, COLS, ROWS, Bench, load_bench
 from hil.characterization import plots
@@ -216,19 +217,26 @@ OPTIONS = ("bench", "boards", "cells", "replaced", "form", "failures", "fault_ma
            "registry")
 
 
-def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.ndarray]:
-    """A new run directory (refused if anything is there, before anything is measured) or the
-    run ``--resume`` names; the options it was started with and the devices it covers."""
+def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.ndarray, Bench,
+                                              Backend]:
+    """The run ``--resume`` names, or a new run directory (refused if anything is there, before
+    anything is measured, and made only once every option is checked: a refused start leaves
+    nothing); the options it was started with, the devices it covers, its bench and backend."""
     if args.resume:
         if args.out:
             raise HilError("--resume continues the run it names: drop --out")
         store = RunStore(args.resume)
         meta = store.meta()
         if "options" not in meta:
+            store.close()
             raise HilError(f"{args.resume}: not a characterisation run")
         if store.state == "complete":
+            store.close()
             raise HilError(f"{args.resume}: this characterisation is complete; nothing to resume")
-        return store, argparse.Namespace(**meta["options"]), np.array(meta["devices"])
+        opts = argparse.Namespace(**meta["options"])
+        bench = load_bench(opts.bench)
+        with Registry(opts.registry) as registry:
+            return store, opts, np.array(meta["devices"]), bench, _backend(opts, bench, registry)
     if not args.out:
         raise HilError("--out RUN is required (or --resume RUN)")
     if args.seed is not None and args.seed < 0:
@@ -240,9 +248,14 @@ def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.n
     bench = load_bench(args.bench)
     with Registry(args.registry) as registry:
         devices = select_devices(args, bench, registry)
-    store = RunStore.create(args.out, command=sys.argv[1:], devices=devices.tolist(),
-                            options={k: getattr(args, k) for k in OPTIONS})
-    return store, args, devices
+        backend = _backend(args, bench, registry)
+    try:
+        store = RunStore.create(args.out, command=sys.argv[1:], devices=devices.tolist(),
+                                options={k: getattr(args, k) for k in OPTIONS})
+    except HilError:
+        backend.close()
+        raise
+    return store, args, devices, bench, backend
 
 
 def run_characterize(args: argparse.Namespace) -> int:
@@ -250,14 +263,11 @@ def run_characterize(args: argparse.Namespace) -> int:
     interrupted run continues (``--resume``) with the boards not done yet, and ends with the
     replacement list an uninterrupted run gives."""
     t0 = time.perf_counter()
-    store, opts, devices = _start(args)
+    store, opts, devices, bench, backend = _start(args)
     with store:
-        bench = load_bench(opts.bench)
         s = settings(bench)
         if opts.replaced:
             s = replace(s, curve_devices=0)
-        with Registry(opts.registry) as registry:
-            backend = _backend(opts, bench, registry)
         parts = store.parts()
         boards = [b for b in np.unique(devices // CELLS) if f"board {b}" not in parts]
         if len(parts):
