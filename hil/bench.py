@@ -63,6 +63,7 @@ SCHEMA: dict[str, Schema] = {
     "bench": {
         "name": (str, None, "bench"),
         "backend": (str, _one_of("sim", "instruments"), "sim"),
+        "emulated": (bool, None, False),  # instruments served by ``hil bench serve``
     },
     "boards": {
         "ids": (list, None, None),
@@ -200,6 +201,20 @@ class Bench:
     sim: SimSettings
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")
+    emulated: bool = False
+
+    @property
+    def real(self) -> bool:
+        """Real instruments: the only bench whose devices the lab's registry is about."""
+        return self.backend == "instruments" and not self.emulated
+
+    @property
+    def identity(self) -> str:
+        """The bench as the device registry keys it: its name, and for a bench that is not
+        real the kind of bench, so simulated or emulated devices never stand for real ones."""
+        if self.real:
+            return self.name
+        return f"{self.name} ({'emulated' if self.backend == 'instruments' else 'simulated'})"
 
     @property
     def n_devices(self) -> int:
@@ -410,6 +425,7 @@ def parse_bench(
         sim=sim,
         raw=raw,
         text=text,
+        emulated=sec["bench"]["emulated"],
     )
 
 

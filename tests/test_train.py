@@ -220,7 +220,7 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
     bench, _, _ = prepare(TrainParams(network="single", data=str(small_data)),
                           say=lambda m: None)
     bad = bench.devices(np.array([3, 3]), np.array([2, 7]), np.array([4, 9]))
-    with Registry(reg) as r:
+    with Registry(reg, create=True) as r:
         r.record(bench, bad, np.array(["stuck_on", "stuck_off"]), np.zeros(2), run="t")
     rc = main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
                "--registry", str(reg), "--out", str(tmp_path / "refused")])

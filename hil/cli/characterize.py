@@ -131,20 +131,30 @@ def parse_cells(text: str | None) -> np.ndarray:
     return mask
 
 
-def select_devices(args: argparse.Namespace, bench: Bench, registry: Registry) -> np.ndarray:
+def replaced_cells(registry: str | None, bench: Bench, pending: bool) -> np.ndarray:
+    """Cells of ``bench`` whose chip was swapped (``pending``: not characterised since); none
+    while the registry does not exist (this characterisation will create it)."""
+    if not Path(registry or default_path()).exists():
+        return np.zeros(0, dtype=np.int64)
+    with Registry(registry) as reg:
+        return reg.replaced_devices(bench, pending)
+
+
+def select_devices(args: argparse.Namespace, bench: Bench) -> np.ndarray:
     boards = parse_boards(args.boards, bench)
     cells = np.flatnonzero(parse_cells(args.cells).ravel())
     pos = np.array([bench.board_pos(b) for b in boards], dtype=np.int64)
     devices = (pos[:, None] * ROWS * COLS + cells[None, :]).ravel()
     if args.replaced:
-        devices = np.intersect1d(devices, registry.replaced_devices(bench, pending=True))
+        devices = np.intersect1d(devices, replaced_cells(args.registry, bench, pending=True))
         if devices.size == 0:
-            raise HilError(f"{registry.path}: no replaced cells waiting for characterisation "
-                           f"on bench {bench.name} (record swaps with 'hil devices replace')")
+            where = args.registry or default_path()
+            raise HilError(f"{where}: no replaced cells waiting for characterisation "
+                           f"on bench {bench.identity} (record swaps with 'hil devices replace')")
     return devices
 
 
-def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
+def _backend(args: argparse.Namespace, bench: Bench):
     if bench.backend != "sim":
         if args.failures or args.fault_map or args.seed is not None:
             raise HilError("--failures, --fault-map and --seed apply to the simulated bench only")
@@ -156,7 +166,8 @@ def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
     elif args.fault_map:
         faults = load_fault_map(args.fault_map, bench)
     # chips swapped on the registry are fresh devices on the simulated bench too
-    modes = None if faults is None else faults.modes(bench, registry.replaced_devices(bench))
+    modes = None if faults is None else faults.modes(
+        bench, replaced_cells(args.registry, bench, pending=False))
     return make_backend(bench, seed=seed, modes=modes)
 
 
@@ -235,8 +246,7 @@ def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.n
             raise HilError(f"{args.resume}: this characterisation is complete; nothing to resume")
         opts = argparse.Namespace(**meta["options"])
         bench = load_bench(opts.bench)
-        with Registry(opts.registry) as registry:
-            return store, opts, np.array(meta["devices"]), bench, _backend(opts, bench, registry)
+        return store, opts, np.array(meta["devices"]), bench, _backend(opts, bench)
     if not args.out:
         raise HilError("--out RUN is required (or --resume RUN)")
     if args.seed is not None and args.seed < 0:
@@ -245,10 +255,11 @@ def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.n
         if getattr(args, name):
             setattr(args, name, str(Path(getattr(args, name)).resolve()))
     RunStore.check_new(args.out)
+    if args.registry:
+        args.registry = str(Path(args.registry).resolve())
     bench = load_bench(args.bench)
-    with Registry(args.registry) as registry:
-        devices = select_devices(args, bench, registry)
-        backend = _backend(args, bench, registry)
+    devices = select_devices(args, bench)
+    backend = _backend(args, bench)
     try:
         store = RunStore.create(args.out, command=sys.argv[1:], devices=devices.tolist(),
                                 options={k: getattr(args, k) for k in OPTIONS})
@@ -285,11 +296,21 @@ def run_characterize(args: argparse.Namespace) -> int:
             result = add_curves(backend, combine(list(parts.values())), s, tick=bar.update)
             bar.total = bar.n  # forming may stop early; the plan is done
             summary = write_run(store, bench, result, t0, store.meta()["command"])
-        with Registry(opts.registry) as registry:
-            registry.record(bench, result.devices, result.table["mode"].to_numpy(),
-                            result.table["pulses"].to_numpy(), run=str(store.dir.resolve()))
-    _report(result, summary, store.dir, registry.path)
+        registry = _record(bench, opts.registry, result, store.dir)
+    _report(result, summary, store.dir, registry)
     return 0
+
+
+def _record(bench: Bench, path: str | None, result: Result, run: Path) -> str:
+    """The verdicts into the device registry -- the lab's own only for a real bench; a simulated
+    or emulated one writes only into a ``--registry`` named for it. Returns what was done."""
+    if not bench.real and path is None:
+        return (f"not written (a {bench.identity.split('(')[-1].rstrip(')')} bench keeps no "
+                "registry unless --registry names one)")
+    with Registry(path, create=True) as registry:
+        registry.record(bench, result.devices, result.table["mode"].to_numpy(),
+                        result.table["pulses"].to_numpy(), run=str(run.resolve()))
+    return f"{registry.path}" + (" (created)" if registry.created else "")
 
 
 def _fabric_words(faults: list[LineFault]) -> list[str]:
@@ -307,7 +328,7 @@ def _fabric_words(faults: list[LineFault]) -> list[str]:
     return words
 
 
-def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
+def _report(result: Result, summary: dict, out: Path, registry: str) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
     print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
           f"in {summary['wall_seconds']:.1f} s; predicted bench time "
@@ -350,7 +371,7 @@ def run_list(args: argparse.Namespace) -> int:
     bench = load_bench(args.bench)
     with Registry(args.registry) as registry:
         census = registry.census(bench, args.board, args.mode)
-    _show(census, f"no devices known on bench {bench.name}")
+    _show(census, f"no devices known on bench {bench.identity}")
     if not census.empty:
         counts = census["mode"].value_counts()
         print(", ".join(f"{m} {n}" for m, n in counts.items()))

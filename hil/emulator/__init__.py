@@ -96,10 +96,11 @@ class EmulatedBench:
     # ---- bench file --------------------------------------------------------------------
 
     def bench_toml(self, base: Path | None = None) -> str:
-        """The bench file, unchanged but for ``backend = "instruments"`` and an
+        """The bench file, unchanged but for ``backend = "instruments"``, ``emulated = true``
+        (so its devices are never taken for a real bench's in the registry) and an
         ``[instruments]`` section pointing at this emulator (paths made absolute)."""
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.bench.raw.items()}
-        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
+        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments", "emulated": True}
         raw["boards"] = {**raw.get("boards", {}),
                          "map": str(_resolve(base, raw.get("boards", {}).get("map",
                                                                              "board-map.csv")))}
