@@ -253,20 +253,44 @@ class RunStore:
 
     def write_file(self, name: str, write: Callable[[Path], Any]) -> Path:
         """``write(tmp_path)`` then rename into ``name``: a reader sees the whole file or none."""
-        path = self.dir / name
-        tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write(tmp)
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise StoreWriteError(f"{path}: cannot write: {_reason(exc)}") from None
-        return path
+        return write_atomic(self.dir / name, write)
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         return self.write_file(name, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def output_dir(directory: str | Path, *, existing_ok: bool = False) -> Path:
+    """A directory a command writes results into, made (and proved writable with a probe file)
+    before any work starts: an existing non-empty one is refused unless ``existing_ok`` (a report
+    that reuses its studies), so earlier results are never overwritten, and a read-only or full
+    disk is one line now instead of a traceback after hours of work."""
+    path = Path(directory)
+    if not existing_ok:
+        RunStore.check_new(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HilError(f"{path}: cannot write results there: {_reason(exc)}") from None
+    return path
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp_path)`` then rename into ``path``: a reader sees the whole file or none; a
+    failure (disk full, read-only) is one line and leaves no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreWriteError(f"{path}: cannot write: {_reason(exc)}") from None
+    return path
 
 
 def _reason(exc: BaseException) -> str:
