@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from hil.backends.instruments import current_range
 from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
+from hil.records import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--generator", choices=GENERATOR_MODELS, default="33500B")
     s.add_argument("--smu", choices=SMU_MODELS, default="2450")
     s.add_argument("--seed", type=int, help="physics seed (default: the bench's [sim] seed)")
+    s.add_argument("--port", type=int, metavar="BASE",
+                   help="serve on fixed ports BASE (generator), BASE+1 (SMU), BASE+2 (MCU), so "
+                   "the bench file stays valid across restarts (default: free ports)")
     s.set_defaults(run=serve)
 
     c = bsub.add_parser(
@@ -52,9 +57,28 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     bench = load_bench(args.bench)
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
-    with EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed) as emu:
-        out = Path(args.write)
-        out.write_text(emu.bench_toml(base))
+    if args.seed is not None and args.seed < 0:
+        raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
+    ports = None
+    if args.port is not None:
+        if not 1024 <= args.port <= 65533:
+            raise HilError(f"--port {args.port}: BASE must be 1024-65533 (three ports from it)")
+        ports = dict(zip(EmulatedBench.INSTRUMENTS, range(args.port, args.port + 3),
+                         strict=True))
+    out = Path(args.write)
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise HilError(f"--write {out}: cannot write there ({out.parent} is not a writable "
+                       "directory)")
+    emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
+                        ports=ports)
+    try:
+        emu.start()
+    except OSError as exc:
+        emu.stop()
+        raise HilError(f"--port {args.port}: {exc.strerror} (another bench serving there?)"
+                       ) from None
+    try:
+        write_atomic(out, lambda p: p.write_text(emu.bench_toml(base)))
         for key, value in emu.resources.items():
             print(f"{key:>20} = {value}")
         print(f"bench file written to {out}; serving until interrupted (Ctrl-C)", flush=True)
@@ -68,6 +92,8 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         except KeyboardInterrupt:
             pass
         safe = emu.is_safe()
+    finally:
+        emu.stop()
     print(f"emulated bench stopped ({'safe state' if safe else 'NOT in safe state'}, "
           f"{len(emu.pulses)} pulses delivered)")
     return 0
