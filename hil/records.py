@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), images INTEGER,
     state BLOB);
 CREATE TABLE IF NOT EXISTS parts (name TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY, state TEXT NOT NULL,
+    devices BLOB, polarity BLOB, count BLOB);
 """
 
 
@@ -215,11 +217,34 @@ class RunStore:
     # ---- checkpoints --------------------------------------------------------------------
 
     def save_checkpoint(self, images: int, state: dict[str, Any]) -> None:
+        """The latest resumable state; the pulse journal is emptied in the same transaction
+        (the checkpoint's counts hold its pulses)."""
         with self._writing():
             self.db.execute(
                 "INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?)",
                 (images, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
             )
+            self.db.execute("DELETE FROM journal")
+
+    # ---- the pulse journal (instruments: what was sent since the checkpoint) --------------
+
+    def journal_planned(self, devices: Any, polarity: Any, count: Any) -> int:
+        """A pulse batch about to be sent; returns its entry."""
+        with self._writing():
+            cur = self.db.execute(
+                "INSERT INTO journal (state, devices, polarity, count) VALUES ('planned', ?, ?, ?)",
+                (_npy(devices), _npy(polarity), _npy(count)))
+        return int(cur.lastrowid or 0)
+
+    def journal_applied(self, entry: int) -> None:
+        with self._writing():
+            self.db.execute("UPDATE journal SET state = 'applied' WHERE id = ?", (entry,))
+
+    def journal(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """Entries since the last checkpoint: state, devices, polarity, count."""
+        return [(state, *(np.load(io.BytesIO(b), allow_pickle=False) for b in blobs))
+                for state, *blobs in self.db.execute(
+                    "SELECT state, devices, polarity, count FROM journal ORDER BY id")]
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()

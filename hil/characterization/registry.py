@@ -216,6 +216,12 @@ class Registry:
             sql += " AND mode = 'replaced'"
         return self._devices(bench, pd.read_sql_query(sql, self.db, params=[bench.identity]))
 
+    def replaced_since(self, bench: Bench, time: str) -> np.ndarray:
+        """Flat indices of the cells of ``bench`` whose chip was swapped after ``time``."""
+        return self._devices(bench, pd.read_sql_query(
+            "SELECT DISTINCT board, row, col FROM events WHERE bench = ? AND event = 'replaced' "
+            "AND time > ?", self.db, params=[bench.identity, time]))
+
     def flagged(self, bench: Bench) -> pd.DataFrame:
         """Cells of ``bench`` whose latest classification is a failure (or that sit on an open
         line) and that have not been replaced since: training must not rely on them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import asdict, replace
@@ -12,13 +13,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from hil.backends.base import Backend
 from hil.bench import Bench
-from hil.characterization.registry import flagged_devices
+from hil.characterization.registry import Registry, default_path, flagged_devices, now
 from hil.cli.signals import terminate_as_interrupt
 from hil.errors import HilError
 from hil.faults import MODE_NAMES
 from hil.records import RunStore
 from hil.training import plots
+from hil.training.journal import JournaledBackend, instrument_identities, reconcile
 from hil.training.setup import TrainParams, prepare
 from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer
 
@@ -69,7 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                    help="images between checkpoints (and one after every epoch)")
     p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
-    p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped")
+    p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped "
+                   "(on instruments: after re-reading the arrays)")
+    p.add_argument("--accept-bench", action="store_true",
+                   help="with --resume on instruments: continue although the instruments or "
+                   "chips differ from those the run started on")
     p.add_argument("--dry-run", action="store_true",
                    help="move nothing: rehearse on the simulated bench and print operation "
                    "counts and the predicted bench time")
@@ -105,19 +112,31 @@ def run(args: argparse.Namespace) -> int:
         state = None
     bench, backend, trainer = prepare(
         params, say=say, flagged=lambda bench: flagged_cells(bench, params, say))
-    if not args.resume:
-        # only once the run can start (a refused start leaves nothing), whole or not at all
-        store = RunStore.create(
-            out, params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
-            bench_file=bench.text, data=trainer.digits.identity(),
-            config=asdict(trainer.cfg),
-            failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
-                            zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
-                                           return_counts=True), strict=True)},
-        )
-    elif state is not None:
-        trainer.load_state_dict(state)
-        say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
+    with contextlib.ExitStack() as guard:  # a refusal from here on leaves the bench safe
+        guard.callback(backend.close)
+        if not args.resume:
+            # only once the run can start (a refused start leaves nothing), whole or not at all
+            store = RunStore.create(
+                out, params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+                bench_file=bench.text, data=trainer.digits.identity(),
+                config=asdict(trainer.cfg), started=now(),
+                instruments=instrument_identities(backend),
+                failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
+                                zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
+                                               return_counts=True), strict=True)},
+            )
+        elif state is not None:
+            trainer.load_state_dict(state)
+            say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
+        if bench.backend == "instruments":
+            trainer.backend = JournaledBackend(backend, store)
+            if args.resume:  # pulses since the checkpoint (or the start) are in the journal
+                _same_bench(store, bench, backend, params, args.accept_bench, say)
+                found = reconcile(trainer, store, bench.sim.read_noise)
+                say(found.words())
+                store.save_checkpoint(trainer.epoch * len(trainer.order) + trainer.position,
+                                      trainer.state_dict())
+        guard.pop_all()
     with terminate_as_interrupt(), backend, store.running():
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
@@ -160,6 +179,32 @@ def _reopen(args: argparse.Namespace, say) -> tuple[RunStore, TrainParams, dict 
     if state is None:
         say(f"{args.resume}: stopped before its first checkpoint; starting it again")
     return store, params, state
+
+
+def _same_bench(store: RunStore, bench: Bench, backend: Backend, params: TrainParams,
+                accept: bool, say) -> None:
+    """Refuse to resume on instruments other than the run's, or on chips swapped since it
+    started, unless ``accept`` (then say so)."""
+    meta = store.meta()
+    problems = []
+    then, now_ = meta.get("instruments") or {}, instrument_identities(backend) or {}
+    problems += [f"{k} was {then[k]!r}, now {now_.get(k)!r}" for k in then
+                 if then[k] != now_.get(k)]
+    registry = Path(params.registry) if params.registry else default_path()
+    if registry.exists() and "started" in meta:
+        with Registry(registry) as reg:
+            swapped = np.intersect1d(reg.replaced_since(bench, meta["started"]),
+                                     np.concatenate([bench.array_devices(a).ravel()
+                                                     for a in bench.arrays]))
+        if swapped.size:
+            problems.append(f"{swapped.size} cells of this network were replaced since the run "
+                            "started")
+    if not problems:
+        return
+    if not accept:
+        raise HilError(f"{store.dir}: not the bench this run started on: {'; '.join(problems)} "
+                       "(--accept-bench continues on it anyway)")
+    say(f"continuing on another bench (--accept-bench): {'; '.join(problems)}")
 
 
 def _prepared_words(done: dict[str, int]) -> str:
