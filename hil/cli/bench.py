@@ -158,6 +158,9 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
         mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}", boards=bench.board_ids,
                             baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5))
         try:
+            # a run killed mid-pulse leaves the table armed ("ERR 8 busy" to any route):
+            # disarm and open first, as every run does
+            mux.open_all()
             for board in bench.board_ids:  # every BL, a WL/SL on each side, both SL paths
                 mux.set_route(Route.pulse([(board, 1, 0xFFF)]))
                 mux.set_route(Route.mac([(board, 10, 0xFFF)]))
