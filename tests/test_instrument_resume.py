@@ -10,14 +10,16 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from hil.bench import load_bench
 from hil.cli import main
-from hil.emulator import EmulatedBench
+from hil.emulator import EmulatedBench, dump_toml
 from tests.conftest import write_optdigits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +101,76 @@ def test_a_different_bench_is_refused_unless_accepted(tiny, tmp_path, capsys):
         assert emu.is_safe()
         assert main(["train", "--resume", str(out), "--accept-bench"]) == 0
         assert "continuing on another bench" in capsys.readouterr().err
+
+
+def _fault_when_pulsing(emu, fault) -> threading.Thread:
+    def act():
+        deadline = time.monotonic() + 120
+        while len(emu.pulses) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fault()
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+def _power_cycle(emu, name):
+    def cycle():
+        emu.power_off(name)
+        time.sleep(2.0)
+        emu.power_on(name)
+    return cycle
+
+
+def _stall(emu, name, seconds):
+    def stall():
+        emu.stall(name)
+        time.sleep(seconds)
+        emu.stall(name, False)
+    return stall
+
+
+@pytest.mark.parametrize("fault", ["restart_smu", "restart_mcu", "stall_generator"])
+def test_a_lost_or_silent_instrument_pauses_the_run_which_then_continues(tiny, tmp_path, capsys,
+                                                                        fault):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        raw = tomllib.loads(emu.bench_toml())
+        raw["instruments"]["timeout"] = 0.5
+        raw["recovery"] = {"wait": 30}
+        path = tmp_path / "emu.toml"
+        path.write_text(dump_toml(raw))
+        action = {"restart_smu": _power_cycle(emu, "smu"),
+                  "restart_mcu": _power_cycle(emu, "mcu"),
+                  "stall_generator": _stall(emu, "generator", 2.0)}[fault]
+        thread = _fault_when_pulsing(emu, action)
+        rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",
+                   "--epochs", "3", "--out", str(tmp_path / "run")])
+        thread.join(30)
+        err = capsys.readouterr().err
+        assert rc == 0, err[-1500:]
+        assert "pausing the run" in err and "answer again" in err and "re-read 1300" in err
+        assert emu.is_safe()
+        delivered = _delivered(emu)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["pulses"]["set"] + summary["pulses"]["reset"] <= delivered
+
+
+def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsys):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        raw = tomllib.loads(emu.bench_toml())
+        raw["instruments"]["timeout"] = 0.5
+        raw["recovery"] = {"wait": 2}
+        path = tmp_path / "emu.toml"
+        path.write_text(dump_toml(raw))
+        thread = _fault_when_pulsing(emu, lambda: emu.power_off("smu"))
+        rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",
+                   "--epochs", "3", "--out", str(tmp_path / "run")])
+        thread.join(30)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "did not answer again within 2 s" in err[-1], err[-3:]
+        emu.power_on("smu")
+        assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+        assert emu.is_safe()

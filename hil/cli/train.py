@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hil.backends.base import Backend
+from hil.backends.factory import make_backend
 from hil.bench import Bench
 from hil.characterization.registry import Registry, default_path, flagged_devices, now
 from hil.cli.signals import terminate_as_interrupt
@@ -21,7 +22,7 @@ from hil.errors import HilError
 from hil.faults import MODE_NAMES
 from hil.records import RunStore
 from hil.training import plots
-from hil.training.journal import JournaledBackend, instrument_identities, reconcile
+from hil.training.journal import JournaledBackend, instrument_identities, reconcile, reread
 from hil.training.setup import TrainParams, prepare
 from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer
 
@@ -129,7 +130,12 @@ def run(args: argparse.Namespace) -> int:
             trainer.load_state_dict(state)
             say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
         if bench.backend == "instruments":
-            trainer.backend = JournaledBackend(backend, store)
+            def recovered() -> None:
+                total, differ = reread(trainer, bench.sim.read_noise)
+                say(f"re-read {total} devices: {differ} differ beyond read noise (adopted)")
+
+            trainer.backend = JournaledBackend(backend, store, reopen=lambda: make_backend(bench),
+                                               recovered=recovered, say=say)
             if args.resume:  # pulses since the checkpoint (or the start) are in the journal
                 _same_bench(store, bench, backend, params, args.accept_bench, say)
                 found = reconcile(trainer, store, bench.sim.read_noise)
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 store.save_checkpoint(trainer.epoch * len(trainer.order) + trainer.position,
                                       trainer.state_dict())
         guard.pop_all()
-    with terminate_as_interrupt(), backend, store.running():
+    with terminate_as_interrupt(), trainer.backend, store.running():
         if trainer.prepared is None:
             say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
             done = trainer.prepare_arrays()

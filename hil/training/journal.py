@@ -14,26 +14,56 @@ altogether. So, on instruments:
 
 On the simulated bench the checkpoint holds the simulated devices themselves, so there is
 nothing to reconcile and a resume stays bit-identical to an uninterrupted run.
+
+An instrument that stops answering (stalled, switched off, restarted) pauses the run instead of
+ending it: the first error is reported, the bench put safe as far as it can be, and the
+instruments are opened again -- re-identified and configured as at the start -- until they
+answer or ``[recovery] wait`` seconds have passed (then the run stops, resumable). A read or
+MAC read (no side effect) is then asked again; a pulse batch never is, because it may have
+fired: the trainer's read-back of the pulsed devices, and a re-read of every device of the
+network, tell what it did.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from drivers.errors import InstrumentError
 from hil.backends.base import SET, Backend, OpCounts
+from hil.bench import EXTRA_SECTIONS, Bench, _check_section
+from hil.errors import HilError
 from hil.records import RunStore
 from hil.training.trainer import OnlineTrainer
 
+EXTRA_SECTIONS["recovery"] = {
+    # seconds a run waits for instruments that stopped answering before it stops, resumable
+    "wait": ((int, float), lambda v: None if v >= 0 else "must be >= 0", 600.0),
+}
+
+
+def recovery_wait(bench: Bench) -> float:
+    return float(_check_section(bench.path, "recovery", bench.raw.get("recovery", {}),
+                                EXTRA_SECTIONS["recovery"])["wait"])
+
 
 class JournaledBackend(Backend):
-    """``inner`` with every pulse batch journaled in ``store`` around it (see module docstring)."""
+    """``inner`` with every pulse batch journaled in ``store`` around it, and pausing through
+    an instrument that stops answering (see the module docstring): ``reopen`` opens the
+    instruments again, ``recovered`` is called once they answer (the trainer re-reads)."""
 
-    def __init__(self, inner: Backend, store: RunStore) -> None:
+    def __init__(self, inner: Backend, store: RunStore, *,
+                 reopen: Callable[[], Backend] | None = None,
+                 recovered: Callable[[], None] | None = None,
+                 say: Callable[[str], Any] = print, poll: float = 1.0) -> None:
         self.inner, self.store, self.bench = inner, store, inner.bench
         self.free_reads = inner.free_reads
+        self.reopen, self.recovered, self.say, self.poll = reopen, recovered, say, poll
+        self.pauses = 0
 
     @property
     def counts(self) -> OpCounts:  # type: ignore[override]
@@ -45,17 +75,62 @@ class JournaledBackend(Backend):
 
     def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
         entry = self.store.journal_planned(devices, polarity, count)
-        self.inner.pulse(devices, polarity, count, voltage=voltage, width=width)
+        try:
+            self.inner.pulse(devices, polarity, count, voltage=voltage, width=width)
+        except (InstrumentError, OSError) as exc:
+            self._pause(exc)  # never fired again: it stays in flight; the read-back tells
+            return
         self.store.journal_applied(entry)
 
+    def _query(self, call: Callable[[], np.ndarray]) -> np.ndarray:
+        """A read without side effects: asked again once the instruments answer again."""
+        while True:
+            try:
+                return call()
+            except (InstrumentError, OSError) as exc:
+                self._pause(exc)
+
     def read(self, devices: np.ndarray) -> np.ndarray:
-        return self.inner.read(devices)
+        return self._query(lambda: self.inner.read(devices))
 
     def mac(self, array: str, inputs: np.ndarray) -> np.ndarray:
-        return self.inner.mac(array, inputs)
+        return self._query(lambda: self.inner.mac(array, inputs))
 
     def mac_levels(self, array: str, levels: np.ndarray, signed: bool) -> np.ndarray:
-        return self.inner.mac_levels(array, levels, signed)
+        return self._query(lambda: self.inner.mac_levels(array, levels, signed))
+
+    def _pause(self, first: BaseException) -> None:
+        """Report ``first``, put the bench safe, wait for the instruments (see the module
+        docstring); raise past the limit."""
+        if self.reopen is None:
+            raise first
+        wait = recovery_wait(self.bench)
+        counts = self.inner.counts
+        self.say(f"bench: {first}; pausing the run: bench put safe, waiting up to {wait:g} s "
+                 "for the instruments to answer again")
+        try:
+            self.inner.close()
+        except (InstrumentError, OSError) as exc:
+            self.say(f"bench: after that error, {exc}")
+        deadline = time.monotonic() + wait
+        last: BaseException = first
+        while True:
+            try:
+                self.inner = self.reopen()
+                break
+            except (InstrumentError, OSError) as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                raise HilError(f"the instruments did not answer again within {wait:g} s "
+                               f"({last}); the run stopped at its last checkpoint: resume it "
+                               "with --resume once they answer") from None
+            time.sleep(self.poll)
+        self.inner.counts = counts
+        self.pauses += 1
+        self.say("bench: the instruments answer again (identified and configured as at the "
+                 "start); re-reading the arrays and continuing")
+        if self.recovered is not None:
+            self.recovered()
 
     def close(self) -> None:
         self.inner.close()
@@ -120,6 +195,16 @@ def reconcile(trainer: OnlineTrainer, store: RunStore, noise: float) -> Reconcil
     counts = trainer.backend.counts
     counts.set_pulses += sum(s for s, _ in applied)
     counts.reset_pulses += sum(r for _, r in applied)
+    total, differ = reread(trainer, noise)
+    return Reconciled(total, differ, (sum(s for s, _ in applied), sum(r for _, r in applied)),
+                      len(applied), (sum(s for s, _ in flight), sum(r for _, r in flight)),
+                      len(flight))
+
+
+def reread(trainer: OnlineTrainer, noise: float) -> tuple[int, int]:
+    """Re-read every device of the network, adopt the measured conductances; returns how many
+    devices were read and how many differ from the host's copy beyond read noise (more than
+    five times the relative ``noise`` plus 0.5 uS)."""
     differ = total = 0
     for layer in trainer.layers:
         g = trainer.backend.read(layer.devices.ravel()).reshape(layer.devices.shape)
@@ -127,6 +212,4 @@ def reconcile(trainer: OnlineTrainer, store: RunStore, noise: float) -> Reconcil
         total += g.size
         layer.g = g
         layer.refresh_masks(trainer.cfg)
-    return Reconciled(total, differ, (sum(s for s, _ in applied), sum(r for _, r in applied)),
-                      len(applied), (sum(s for s, _ in flight), sum(r for _, r in flight)),
-                      len(flight))
+    return total, differ
