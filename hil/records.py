@@ -217,14 +217,15 @@ class RunStore:
     # ---- checkpoints --------------------------------------------------------------------
 
     def save_checkpoint(self, images: int, state: dict[str, Any]) -> None:
-        """The latest resumable state; the pulse journal is emptied in the same transaction
-        (the checkpoint's counts hold its pulses)."""
+        """The latest resumable state; the pulse journal's entries are settled in the same
+        transaction (the checkpoint's counts hold their pulses; they stay for audits)."""
         with self._writing():
             self.db.execute(
                 "INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?)",
                 (images, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
             )
-            self.db.execute("DELETE FROM journal")
+            self.db.execute("UPDATE journal SET state = 'settled' || state "
+                            "WHERE state NOT LIKE 'settled%'")
 
     # ---- the pulse journal (instruments: what was sent since the checkpoint) --------------
 
@@ -240,11 +241,14 @@ class RunStore:
         with self._writing():
             self.db.execute("UPDATE journal SET state = 'applied' WHERE id = ?", (entry,))
 
-    def journal(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-        """Entries since the last checkpoint: state, devices, polarity, count."""
+    def journal(self, settled: bool = False) -> list[tuple[str, np.ndarray, np.ndarray,
+                                                               np.ndarray]]:
+        """Entries since the last checkpoint (``settled``: every entry of the run, for an
+        audit against what the bench received): state, devices, polarity, count."""
+        where = "" if settled else "WHERE state NOT LIKE 'settled%'"
         return [(state, *(np.load(io.BytesIO(b), allow_pickle=False) for b in blobs))
                 for state, *blobs in self.db.execute(
-                    "SELECT state, devices, polarity, count FROM journal ORDER BY id")]
+                    f"SELECT state, devices, polarity, count FROM journal {where} ORDER BY id")]
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT state FROM checkpoint WHERE id = 1").fetchone()

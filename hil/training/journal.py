@@ -5,8 +5,9 @@ it changed the devices, and a bench restarted or re-chipped in between holds oth
 altogether. So, on instruments:
 
 * :class:`JournaledBackend` writes each pulse batch into the run's journal before it is sent
-  (``planned``) and marks it ``applied`` once the backend returns; a checkpoint empties the
-  journal in the same transaction (its pulses are in the checkpoint's counts).
+  (``planned``) and marks it ``applied`` once the backend returns; a checkpoint settles the
+  entries in the same transaction (their pulses are in the checkpoint's counts; they stay, so
+  the bench's pulse log can be audited against everything the trainer planned).
 * :func:`reconcile`, on ``--resume``, counts the applied batches into the record, names the
   batches in flight at the stop (planned, not confirmed: they may or may not have fired),
   re-reads every device of the network (the same read map a run starts with), adopts the
