@@ -97,13 +97,15 @@ def sim_kills(tmp: Path, data: Path, kills: int, places: int, rng: np.random.Gen
     assert proc.returncode == 0
     span, reference = time.monotonic() - t0, _summary(ref)
     stats = dict(injected=0, resumed=0, lost=0, corrupt=0)
-    for i in range(kills):
+    for i in range(3 * kills):  # a run that finishes before its moment is drawn again
+        if stats["injected"] == kills:
+            break
         out = tmp / f"kill{i}"
         proc = _hil(*args, "--out", str(out))
         _wait(lambda out=out: (out / "run.sqlite").exists(), proc)
-        time.sleep(rng.uniform(0.0, 0.95) * span)
+        time.sleep(rng.uniform(0.0, 0.9) * span)
         if proc.poll() is not None:
-            continue  # finished first: nothing was killed
+            continue
         proc.kill()
         proc.wait()
         stats["injected"] += 1
