@@ -55,7 +55,9 @@ def _row(fault: str, **figures) -> None:
 
 def _hil(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hil.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            # started in the background, SIGINT would be inherited ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _quiet(argv: list[str]) -> tuple[int, str]:
@@ -108,6 +110,8 @@ def sim_kills(tmp: Path, data: Path, kills: int, places: int, rng: np.random.Gen
             continue
         proc.kill()
         proc.wait()
+        if RunStore(out).state == "complete":
+            continue  # killed on its way out: nothing left to resume
         stats["injected"] += 1
         stats["corrupt"] += not _intact(out)
         rc, _ = _quiet(["train", "--resume", str(out)])

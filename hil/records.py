@@ -37,6 +37,7 @@ import pandas as pd
 from hil.errors import HilError
 
 STATES = ("running", "interrupted", "failed", "complete")
+STARTING = ".run-starting.sqlite"  # a run's database until its starting metadata is committed
 
 
 class StoreWriteError(HilError):
@@ -85,6 +86,8 @@ class RunStore:
         """Refuse, before anything is measured, a ``directory`` that holds anything (a run is
         never overwritten) or that cannot be written; touches nothing."""
         path = Path(directory)
+        with contextlib.suppress(OSError):  # a start killed before its first commit
+            (path / STARTING).unlink()
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if (path / "run.sqlite").exists():
                 raise HilError(f"{path}: a run is already there and is never overwritten "
@@ -108,7 +111,7 @@ class RunStore:
         made = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path / "run.sqlite")
+            db = sqlite3.connect(path / STARTING)
             try:
                 with db:
                     db.executescript(SCHEMA)
@@ -117,12 +120,13 @@ class RunStore:
                                     {**meta, "state": "running"}.items()])
             finally:
                 db.close()
+            os.replace(path / STARTING, path / "run.sqlite")  # a run.sqlite is a started run
         except (OSError, sqlite3.Error) as exc:
             if made:
                 shutil.rmtree(made[-1], ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
-                    (path / "run.sqlite").unlink()
+                    (path / STARTING).unlink()
             raise HilError(f"{path}: cannot write a run there: {_reason(exc)}") from None
         return cls(path)
 

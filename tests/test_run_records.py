@@ -122,3 +122,17 @@ def test_a_disk_full_at_the_start_leaves_no_half_created_run(tmp_path, small_dat
                  "--out", str(out)]) == 2
     assert "cannot write a run there" in _one_line_error(capsys)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_start_killed_before_its_first_commit_leaves_no_run_to_trip_over(tmp_path,
+                                                                           small_data, capsys):
+    from hil.records import STARTING
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / STARTING).write_bytes(b"")  # what a kill between connect and commit leaves
+    assert main(["train", "--resume", str(out)]) == 2  # not a run: nothing to resume
+    assert "not a run directory" in _one_line_error(capsys)
+    assert main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
+                 "--out", str(out)]) == 0
+    assert RunStore(out).state == "complete" and not (out / STARTING).exists()

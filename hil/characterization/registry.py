@@ -84,8 +84,8 @@ class Registry:
         self.path = Path(path) if path is not None else default_path()
         self.created = not self.path.exists()
         if self.created and not create:
-            raise HilError(f"{self.path}: no device registry there (hil characterize on a real "
-                           "bench creates it; check the path)")
+            raise HilError(f"{self.path}: no device registry there (the first hil characterize "
+                           "creates it; check the path)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path)
