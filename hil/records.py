@@ -5,7 +5,12 @@ Layout of ``RUN/``::
     run.sqlite      meta (key -> JSON), epochs, snapshots (conductance per epoch, .npy blobs),
                     checkpoint (the latest resumable state), and any tables a command adds
     summary.json    the figures a person or a script looks at first
-    *.png           plots
+    log.txt         what the terminal showed
+    *.png           plots, named in lowercase words joined by hyphens (``conductance-cdf.png``)
+
+The database is in WAL mode, so ``hil watch`` can read it while the run writes, without either
+waiting for the other. ``meta.progress`` says what the run is doing now (phase, images done, wall
+and bench seconds), refreshed about once a second.
 
 Writes are transactions, so a run killed at any point leaves either the previous or the new
 checkpoint, never half of one. Result files are written to a temporary name and renamed into
@@ -27,6 +32,7 @@ import os
 import pickle
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,10 @@ import pandas as pd
 
 from hil.errors import HilError
 
+CONDUCTANCE_MAPS = "conductance-maps.png"
+CONDUCTANCE_CDF = "conductance-cdf.png"
+ACCURACY = "accuracy.png"
+RESPONSE_CURVES = "response-curves.png"
 STATES = ("running", "interrupted", "failed", "complete")
 STARTING = ".run-starting.sqlite"  # a run's database until its starting metadata is committed
 
@@ -69,8 +79,10 @@ def _npy(a: np.ndarray) -> bytes:
 class RunStore:
     """A run directory and its database."""
 
-    def __init__(self, directory: str | Path) -> None:
-        """Open an existing run (``--resume``, reading): refuses a directory without one."""
+    def __init__(self, directory: str | Path, *, create: bool = False) -> None:
+        """Open an existing run (``--resume``, reading): refuses a directory without one. A new
+        run is made by :meth:`create` only (``create`` is accepted and must be False)."""
+        assert not create, "RunStore.create makes a new run"
         self.dir = Path(directory)
         db = self.dir / "run.sqlite"
         if not db.is_file():
@@ -102,17 +114,23 @@ class RunStore:
         return path
 
     @classmethod
-    def create(cls, directory: str | Path, **meta: Any) -> RunStore:
+    def create(cls, directory: str | Path, *, reuse: bool = False, **meta: Any) -> RunStore:
         """A new run in ``directory``, which must not exist or be empty (a run is never
         overwritten), with ``meta`` and ``state = running`` written in the same transaction.
         Anything this created is removed again if the store cannot be written, so a refused
-        start leaves nothing behind."""
-        path = cls.check_new(directory)
+        start leaves nothing behind. ``reuse``: the run already there is opened instead (a
+        study re-run into its report directory with ``--reuse``)."""
+        if reuse and (Path(directory) / "run.sqlite").is_file():
+            store = cls(directory)
+            store.put_meta(**meta, state="running")
+            return store
+        path = Path(directory) if reuse else cls.check_new(directory)
         made = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path / STARTING)
             try:
+                db.execute("PRAGMA journal_mode=WAL")  # hil watch reads while the run writes
                 with db:
                     db.executescript(SCHEMA)
                     db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -188,6 +206,10 @@ class RunStore:
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in items.items()],
             )
+
+    def put_progress(self, phase: str, **figures: Any) -> None:
+        """What the run is doing now, for a viewer: ``phase`` and figures such as images done."""
+        self.put_meta(progress={"phase": phase, "updated": time.time(), **figures})
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
