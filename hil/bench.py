@@ -64,6 +64,7 @@ SCHEMA: dict[str, Schema] = {
     "bench": {
         "name": (str, None, "bench"),
         "backend": (str, _one_of("sim", "instruments"), "sim"),
+        "emulated": (bool, None, False),  # instruments served by ``hil bench serve``
     },
     "boards": {
         "ids": (list, None, None),
@@ -204,6 +205,20 @@ class Bench:
     # a bench made ``for_network``: every board of the bench it was made from, so a board
     # outside the network can be told apart from one the bench does not have
     whole_board_ids: tuple[int, ...] = ()
+    emulated: bool = False
+
+    @property
+    def real(self) -> bool:
+        """Real instruments: the only bench whose devices the lab's registry is about."""
+        return self.backend == "instruments" and not self.emulated
+
+    @property
+    def identity(self) -> str:
+        """The bench as the device registry keys it: its name, and for a bench that is not
+        real the kind of bench, so simulated or emulated devices never stand for real ones."""
+        if self.real:
+            return self.name
+        return f"{self.name} ({'emulated' if self.backend == 'instruments' else 'simulated'})"
 
     @property
     def n_devices(self) -> int:
@@ -415,6 +430,7 @@ def parse_bench(
         sim=sim,
         raw=raw,
         text=text,
+        emulated=sec["bench"]["emulated"],
     )
 
 

@@ -451,7 +451,7 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
     stop, started = threading.Event(), []
     timeline = tmp_path / "timeline.csv"
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None, timeline=str(timeline))
+                              seed=None, port=None, timeline=str(timeline))
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:

@@ -213,6 +213,23 @@ def test_device_curves_drive_the_simulator(digits_dir, tmp_path):
     assert '"file": "half.csv"' in meta and str(tmp_path) not in meta
 
 
+def test_an_existing_or_unwritable_out_is_refused_before_any_trial(digits_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    def no_trials(*a, **k):
+        raise AssertionError("a trial ran")
+
+    monkeypatch.setattr("hil.cli.experiment.run_studies", no_trials)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.csv").write_text("kept")
+    (tmp_path / "file").write_text("x")
+    for out, words in ((tmp_path / "old", "is not empty"),
+                       (tmp_path / "file" / "out", "not a directory")):
+        assert main([*FAULTS, "--data", str(digits_dir), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.startswith("hil: error:") and err.count("\n") == 1
+    assert (tmp_path / "old" / "results.csv").read_text() == "kept"
+
+
 def test_hil_watch_follows_a_study_as_its_trainings_finish(faults_out):
     view = create_app(faults_out).test_client().get("/view.json").get_json()
     assert view["kind"] == "study" and view["state"] == "done"

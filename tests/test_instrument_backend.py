@@ -157,6 +157,8 @@ def test_close_leaves_outputs_off_and_switches_open(emu, tmp_path):
 
 def test_bench_check_reports_and_refuses_wrong_or_missing_instruments(emu, tmp_path, capsys):
     good = bench_file(emu, tmp_path / "good.toml")
+    with emu.model.lock:  # left armed by a run killed mid-pulse: check disarms it first
+        emu.mcu.table, emu.mcu.table_state, emu.mcu.pos = [], "armed", 0
     assert main(["bench", "check", "--bench", str(good)]) == 0
     out = capsys.readouterr().out
     assert "switch read-back verified on 40 boards" in out

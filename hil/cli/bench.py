@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from hil.bench import Bench, load_bench
 from hil.cli import discover
 from hil.emulator import EmulatedBench
 from hil.errors import HilError
+from hil.records import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeline", metavar="CSV", help="record every event of the bench (switch "
                    "changes, settling, pulses, apertures, trigger edges) on its time base and "
                    "write them here when the server stops")
+    s.add_argument("--port", type=int, metavar="BASE",
+                   help="serve on fixed ports BASE (generator), BASE+1 (SMU), BASE+2 (MCU), so "
+                   "the bench file stays valid across restarts (default: free ports)")
     s.set_defaults(run=serve)
 
     c = bsub.add_parser(
@@ -75,11 +80,30 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
     timeline = getattr(args, "timeline", None)
-    with EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed) as emu:
+    if args.seed is not None and args.seed < 0:
+        raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
+    ports = None
+    if args.port is not None:
+        if not 1024 <= args.port <= 65533:
+            raise HilError(f"--port {args.port}: BASE must be 1024-65533 (three ports from it)")
+        ports = dict(zip(EmulatedBench.INSTRUMENTS, range(args.port, args.port + 3),
+                         strict=True))
+    out = Path(args.write)
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise HilError(f"--write {out}: cannot write there ({out.parent} is not a writable "
+                       "directory)")
+    emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
+                        ports=ports)
+    try:
+        emu.start()
+    except OSError as exc:
+        emu.stop()
+        raise HilError(f"--port {args.port}: {exc.strerror} (another bench serving there?)"
+                       ) from None
+    try:
         if timeline:
             emu.record_timeline()
-        out = Path(args.write)
-        out.write_text(emu.bench_toml(base))
+        write_atomic(out, lambda p: p.write_text(emu.bench_toml(base)))
         for key, value in emu.resources.items():
             print(f"{key:>20} = {value}")
         print(f"bench file written to {out}; serving until interrupted (Ctrl-C)", flush=True)
@@ -93,6 +117,8 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         except KeyboardInterrupt:
             pass
         safe = emu.is_safe()
+    finally:
+        emu.stop()
     if timeline:
         rows = emu.write_timeline(Path(timeline))
         print(f"timeline: {rows} events written to {timeline}")
@@ -165,6 +191,9 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def mcu() -> str:
         mux = open_mux(bench)
         try:
+            # a run killed mid-pulse leaves the table armed ("ERR 8 busy" to any route):
+            # disarm and open first, as every run does
+            mux.open_all()
             for board in bench.board_ids:  # every BL, a WL/SL on each side, both SL paths
                 mux.set_route(Route.pulse([(board, 1, 0xFFF)]))
                 mux.set_route(Route.mac([(board, 10, 0xFFF)]))

@@ -27,7 +27,7 @@ from hil.curves import load_curves
 from hil.errors import HilError
 from hil.faults import fraction
 from hil.network import NetworkSpec
-from hil.records import RunStore
+from hil.records import RunStore, output_dir, write_atomic
 from hil.studies.experiments import (
     FAULT_FRACTIONS,
     HIDDEN_SIZES,
@@ -211,8 +211,8 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
     t0 = time.monotonic()
     stores = {}
     for study in studies:  # hil watch follows each study as its trainings finish
-        store = stores[study] = RunStore(dirs[study])
-        store.put_meta(kind="study", study=study, trials=len(plan[study]))
+        store = stores[study] = RunStore.create(dirs[study], reuse=True, kind="study",
+                                                study=study, trials=len(plan[study]))
         store.put_progress("running", what="training", done=0,
                            total=len({t.training for t in plan[study]}), wall_seconds=0.0)
     finished = dict.fromkeys(studies, 0)
@@ -236,14 +236,14 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
                      f"{args.workers or os.cpu_count()} local processes")
     for study, df in frames.items():
         out = dirs[study]
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "results.csv", index=False)
+        write_atomic(out / "results.csv", lambda p, df=df: df.to_csv(p, index=False))
         meta = {"study": study, "params": _params(study, about), "trials": len(plan[study]),
                 "run_with": studies, "trainings": trainings, "executor": executor_name,
                 "wall_seconds": round(elapsed, 1), "version": __version__}
-        (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(out / "study.json",
+                     lambda p, meta=meta: p.write_text(json.dumps(meta, indent=2) + "\n"))
         if study == "faults" and setup.repair_epochs:
-            repairs.to_csv(out / REPAIRS, index=False)
+            write_atomic(out / REPAIRS, lambda p: repairs.to_csv(p, index=False))
         else:
             (out / REPAIRS).unlink(missing_ok=True)
         _render(study, df, out)
@@ -264,9 +264,9 @@ def _repairs(out: Path) -> pd.DataFrame | None:
 
 
 def _render(study: str, df: pd.DataFrame, out: Path) -> None:
-    plot(study, summarise(df), out / f"{study}.png")
-    (out / "results.md").write_text(study_markdown(study, df, f"{study}.png", ABOUT[study],
-                                                   repairs=_repairs(out)))
+    write_atomic(out / f"{study}.png", lambda p: plot(study, summarise(df), p))
+    text = study_markdown(study, df, f"{study}.png", ABOUT[study], repairs=_repairs(out))
+    write_atomic(out / "results.md", lambda p: p.write_text(text))
 
 
 def _reusable(study: str, about: dict[str, Any], out: Path) -> pd.DataFrame | None:
@@ -282,16 +282,19 @@ def run(args: argparse.Namespace) -> int:
     setup, about = _prepare(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.study != "report":
-        out = Path(args.out or f"runs/experiment-{args.study}-{stamp}")
+        out = output_dir(args.out or f"runs/experiment-{args.study}-{stamp}")
         console.attach(out)
         df = _run([args.study], setup, about, {args.study: out}, args)[args.study]
         console.result(claims_table(args.study, summarise(df)))
         console.result(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
         return 0
     out = Path(args.out or f"runs/report-{stamp}")
-    console.attach(out)
     markdown = Path(args.markdown) if args.markdown else out / "results.md"
-    dirs = {study: out / study for study in STUDIES}
+    if not args.reuse:
+        output_dir(out)
+    console.attach(out)
+    dirs = {study: output_dir(out / study, existing_ok=args.reuse) for study in STUDIES}
+    output_dir(markdown.parent, existing_ok=True)
     frames = {}
     for study in STUDIES if args.reuse else ():
         df = _reusable(study, about, dirs[study])
@@ -306,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
         dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3,
         repairs=_repairs(dirs[study])) for study in STUDIES]
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
-                        + "\n".join(sections))
+    text = _report_header(about, _command(args, out, markdown)) + "\n" + "\n".join(sections)
+    write_atomic(markdown, lambda p: p.write_text(text))
     console.result(f"report: {markdown}")
     return 0
 

@@ -72,19 +72,57 @@ class EmulatedBench:
 
     # ---- serving -----------------------------------------------------------------------
 
+    INSTRUMENTS = ("generator", "smu", "mcu")
+
     def start(self) -> EmulatedBench:
-        p = self._ports
-        self.servers = {
-            "generator": LineServer.for_instrument(self.generator, p.get("generator", 0)).start(),
-            "smu": LineServer.for_instrument(self.smu, p.get("smu", 0)).start(),
-            "mcu": LineServer(self.mcu.respond, p.get("mcu", 0)).start(),
-        }
+        for name in self.INSTRUMENTS:
+            self._serve(name)
         return self
+
+    def _serve(self, name: str) -> None:
+        port = self._ports.get(name, 0)
+        try:
+            server = (LineServer(self.mcu.respond, port) if name == "mcu" else
+                      LineServer.for_instrument(getattr(self, name), port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{name}: cannot listen on 127.0.0.1:{port}: "
+                          f"{exc.strerror}") from None
+        self.servers[name] = server.start()
+        self._ports[name] = server.port  # a restarted instrument answers where it did
 
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
         self.servers = {}
+
+    # ---- faults: power cycles and stalls -----------------------------------------------
+
+    def power_off(self, name: str) -> None:
+        """Switch one instrument off: its connections drop and nothing answers on its port.
+        The devices keep their conductances (they are non-volatile); the switches open."""
+        self.servers.pop(name).stop()
+        with self.model.lock:
+            if name == "mcu":
+                self.model.open_all()
+            else:
+                getattr(self, name).reset()  # outputs off with the power
+
+    def power_on(self, name: str) -> None:
+        """Switch it on again in its power-on state (``*RST`` settings, empty error queue; the
+        MCU with every switch open and an empty table), on the same address as before."""
+        with self.model.lock:
+            if name == "mcu":
+                self.mcu.power_on()
+            else:
+                instrument = getattr(self, name)
+                instrument.reset()
+                instrument.errors.clear()
+        self._serve(name)
+
+    def stall(self, name: str, stalled: bool = True) -> None:
+        """Make one instrument stop answering (``stalled``) or answer again: what it received
+        meanwhile is answered late, as a unit busy in a long operation does."""
+        (self.servers[name].awake.clear if stalled else self.servers[name].awake.set)()
 
     def __enter__(self) -> EmulatedBench:
         return self.start()
@@ -139,11 +177,12 @@ class EmulatedBench:
         return len(rows)
 
     def bench_toml(self, base: Path | None = None) -> str:
-        """The bench file, unchanged but for ``backend = "instruments"``, an ``[instruments]``
-        section pointing at this emulator and the ``[wiring]`` it emulates (paths made
-        absolute)."""
+        """The bench file, unchanged but for ``backend = "instruments"``, ``emulated = true``
+        (so its devices are never taken for a real bench's in the registry), an
+        ``[instruments]`` section pointing at this emulator and the ``[wiring]`` it emulates
+        (paths made absolute)."""
         raw = standalone_tables(_with_raw(self.bench, self.raw), base)
-        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
+        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments", "emulated": True}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
                               self.generator_model, "smu_model": self.smu_model,
                               "mcu_boot_wait": 0.0, **self.resources}

@@ -107,16 +107,15 @@ def _pick(s: pd.DataFrame, **where: object) -> pd.DataFrame:
 
 
 def _at_epoch(network: str, mode: str, epoch: int | None) -> Callable[[pd.DataFrame], float | None]:
-    """Mean accuracy at ``epoch`` (None: the last one run); a later epoch than was run reads the
-    last one."""
+    """Mean accuracy at ``epoch`` (None: the last one run); an epoch that was not run is not
+    run (never stood in for by an earlier one)."""
 
     def measure(s: pd.DataFrame) -> float | None:
         part = _pick(s, network=network, mode=mode)
         if part.empty:
             return None
-        last = int(part["epoch"].max())
-        e = last if epoch is None else min(epoch, last)
-        return float(_pick(part, epoch=e)["mean"].iloc[0])
+        at = _pick(part, epoch=int(part["epoch"].max()) if epoch is None else epoch)
+        return None if at.empty else float(at["mean"].iloc[0])
 
     return measure
 
