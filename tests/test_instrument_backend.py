@@ -267,7 +267,8 @@ def test_repair_through_the_drivers_finds_devices_failed_after_training(tiny_dat
             sim.set_modes(modes)
         since = len(emu.pulses)
         capsys.readouterr()
-        assert main(["repair", str(run_dir), "--epochs", "1"]) == 0
+        assert main(["repair", str(run_dir), "--epochs", "1",
+                     "--registry", os.environ["HIL_REGISTRY"]]) == 0
         assert emu.is_safe()
         out = capsys.readouterr()
         tested = {d for p in emu.pulses[since:] if round(abs(p.voltage), 3) == 1.8

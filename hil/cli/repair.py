@@ -21,7 +21,8 @@ from hil.characterization.classify import settings
 from hil.characterization.recheck import Recheck, found_table, recheck
 from hil.characterization.registry import Registry, now
 from hil.cli.console import console
-from hil.cli.train import _finish, _terminate_as_interrupt, _train
+from hil.cli.signals import terminate_as_interrupt
+from hil.cli.train import _finish, _train
 from hil.errors import HilError
 from hil.faults import OK, FailureRate
 from hil.records import RunStore
@@ -94,14 +95,16 @@ def _repair(args: argparse.Namespace, store: RunStore, failures: FailureRate | N
     trained = trainer.epoch
     last = trainer.history[-1]
     training_pulses = last["set_pulses"] + last["reset_pulses"]
-    with _terminate_as_interrupt(), backend:
+    with terminate_as_interrupt(), backend:
         say("measuring the network as found, then re-checking its devices ...")
         before = trainer.evaluate()
         found = recheck(backend, trainer.devices(), trainer.conductances(), s)
         table = found_table(bench, found)
         say(_found_words(found))
-        if bench.backend != "sim" and not table.empty:
-            with Registry(args.registry) as reg:
+        # the lab's registry holds real benches only; a simulated or emulated one writes only
+        # into a --registry named for it
+        if (bench.real or args.registry is not None) and not table.empty:
+            with Registry(args.registry, create=True) as reg:
                 tested = np.where(table["mode"] == "fabric", 0, 2 * s.recheck_pulses)
                 reg.record(bench, table["device"].to_numpy(), table["mode"].to_numpy(), tested,
                            str(store.dir))
