@@ -99,8 +99,7 @@ class Instruments:
         return problems
 
     def _smu_off(self) -> None:
-        with contextlib.suppress(Exception):  # VISA device clear; not every session has one
-            self.smu.resource.clear()
+        _device_clear(self.smu.resource)
         self.smu.abort()
         self.smu.output_off()
 
@@ -118,6 +117,17 @@ def open_mux(bench: Bench) -> MuxController:
     return MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}", boards=bench.board_ids,
                          baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5),
                          boot_wait=cfg.mcu_boot_wait, max_frame=cfg.mcu_max_frame)
+
+
+def _device_clear(resource: Any) -> None:
+    """VISA device clear where the link has one (GPIB, USB-TMC, VXI-11, HiSLIP). A raw socket has
+    none: pyvisa-py's ``clear`` only empties the input there, and loops for ever once the
+    instrument has closed the connection (a power cycle), so a socket gets a bounded drain."""
+    if str(getattr(resource, "resource_name", "")).upper().endswith("::SOCKET"):
+        _drain(resource)
+        return
+    with contextlib.suppress(Exception):  # not every session implements viClear
+        resource.clear()
 
 
 def _drain(resource: Any, timeout_ms: float = 100.0) -> None:
