@@ -9,6 +9,10 @@ The driver's safety rule: a pulse may only be fired on a route whose switch read
 :meth:`MuxController.set_route` sets a route and verifies it; :meth:`MuxController.assert_route`
 is what the sequencer calls right before firing, and it refuses unless the route in force is the
 one verified (any later command invalidates it).
+
+With a host watchdog (``watchdog=`` seconds) the MCU opens every switch when the host falls
+silent, so a host killed outright leaves no cell connected; a background thread keeps the link
+alive while the host is busy elsewhere (waiting for an instrument, computing).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +38,8 @@ from drivers.errors import (
 ROWS, COLS = 12, 10
 MAX_LINE = 4096  # bytes, including the newline
 DEFAULT_BAUD = 115200
-_FRAME = re.compile(rb"^(\d{1,3}|-) (.+) \*([0-9A-F]{4})$")
+_FRAME = re.compile(rb"^(\d{1,3}|-) ([\x20-\x7e]+) \*([0-9A-F]{4})\Z")  # printable ASCII only
+_HEX3 = re.compile(r"[0-9A-F]{3}\Z")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +71,7 @@ def decode_frame(line: bytes) -> tuple[int | None, str]:
     Raises :class:`FrameError` for a line that is too long, malformed, or fails its checksum."""
     if len(line) > MAX_LINE:
         raise FrameError("LONG", line[:64])
-    stripped = line.rstrip(b"\n").rstrip(b"\r")
+    stripped = line.removesuffix(b"\n").removesuffix(b"\r")
     match = _FRAME.match(stripped)
     if match is None:
         raise FrameError("FRAME", line)
@@ -193,9 +199,7 @@ class Route:
                 groups = []
                 for arg in args:
                     b, c, m = arg.split(":")
-                    if len(m) != 3:
-                        raise ValueError(m)
-                    groups.append((_decimal(b), _decimal(c), int(m, 16)))
+                    groups.append((_decimal(b), _decimal(c), _hex3(m)))
                 return cls(kind, tuple(groups))
         except ValueError as exc:
             if isinstance(exc, RouteSyntaxError):
@@ -222,9 +226,16 @@ class Route:
 
 
 def _decimal(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(text)
     return int(text)
+
+
+def _hex3(text: str) -> int:
+    """A row mask: exactly three upper-case hex digits."""
+    if not _HEX3.match(text):
+        raise ValueError(text)
+    return int(text, 16)
 
 
 def table_crc(routes: Sequence[Route]) -> int:
@@ -287,6 +298,7 @@ class MuxController:
         timeout: float = 0.5,
         retries: int = 3,
         identify: bool = True,
+        watchdog: float | None = None,
     ) -> None:
         self.name = name
         self.timeout, self.retries = timeout, retries
@@ -303,7 +315,14 @@ class MuxController:
         self._verified: Route | None = None
         self._table: tuple[Route, ...] | None = None
         self.expected_boards = None if boards is None else tuple(sorted(boards))
+        self._lock = threading.RLock()  # one command in flight, keep-alives included
+        self._last_io = time.monotonic()
+        self._keepalive: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.watchdog_expired = 0
         self.identity = self.identify() if identify else None
+        if watchdog:
+            self.start_watchdog(watchdog)
 
     # -- link ---------------------------------------------------------------------------------
 
@@ -317,6 +336,13 @@ class MuxController:
         Retransmits the same frame on NAK, timeout or a corrupt reply, at most ``retries``
         times; discards stale replies (other seq). ``ERR`` raises :class:`MuxCommandError`.
         """
+        with self._lock:
+            try:
+                return self._transact(text)
+            finally:
+                self._last_io = time.monotonic()
+
+    def _transact(self, text: str) -> str:
         seq = self._next_seq()
         frame = encode_frame(seq, text)
         if len(frame) > MAX_LINE:
@@ -504,6 +530,48 @@ class MuxController:
                              f"{status.length}")
         return status
 
+    # -- host watchdog ------------------------------------------------------------------------
+
+    def start_watchdog(self, seconds: float) -> None:
+        """Arm the MCU's host watchdog (``WDG``) and keep the link alive from a background
+        thread: a ``WDG?`` whenever the link has been idle for a quarter of ``seconds``."""
+        self.transact(f"WDG {round(seconds * 1000)}")
+        if self._keepalive is None:
+            self._stop.clear()
+            self._keepalive = threading.Thread(target=self._keep_alive, args=(seconds / 4,),
+                                               daemon=True, name=f"{self.name} keep-alive")
+            self._keepalive.start()
+
+    def _keep_alive(self, period: float) -> None:
+        while not self._stop.wait(max(0.0, self._last_io + period - time.monotonic())):
+            if time.monotonic() - self._last_io < period:
+                continue
+            try:
+                self.watchdog_status()
+            except (MuxLinkError, MuxCommandError, InstrumentConnectionError):
+                self._last_io = time.monotonic()  # the next command in the foreground fails
+
+    def watchdog_status(self) -> tuple[int, int]:
+        """``(timeout ms, times expired)`` from ``WDG?``. If the watchdog has opened the
+        switches since the last look, the verified route and table are forgotten, so nothing
+        fires on a route that is no longer there."""
+        fields = parse_fields(self.transact("WDG?"))
+        try:
+            ms, expired = int(fields["ms"]), int(fields["expired"])
+        except (KeyError, ValueError) as exc:
+            raise MuxLinkError(self.name, f"unreadable WDG? reply {fields}") from exc
+        with self._lock:
+            if expired != self.watchdog_expired:
+                self._verified, self._table = None, None
+                self.watchdog_expired = expired
+        return ms, expired
+
+    def _stop_keepalive(self) -> None:
+        self._stop.set()
+        if self._keepalive is not None:
+            self._keepalive.join(5)
+            self._keepalive = None
+
     # -- lifetime -----------------------------------------------------------------------------
 
     def _force_open(self) -> None:
@@ -513,7 +581,8 @@ class MuxController:
             self.transact("OPEN")
 
     def close(self) -> None:
-        """Open every switch (verified) and close the port."""
+        """Open every switch (verified) and close the port; the watchdog stays armed."""
+        self._stop_keepalive()
         try:
             if self.port.is_open:
                 self.open_all()
@@ -594,10 +663,13 @@ def parse_table_command(args: str) -> tuple[int, list[Route]]:
 
 def _scan_spec(spec: str, args: str) -> list[Route]:
     """Entries of one scan spec ``<kind> <c1>-<c2> <board>:<rowmask> ...``."""
-    kind, span, *masks = spec.split(" ")
+    fields = spec.split(" ")
+    if len(fields) < 2:
+        raise RouteSyntaxError(1, f"bad table scan {args!r}")
+    kind, span, *masks = fields
     try:
         first, last = (_decimal(c) for c in span.split("-"))
-        pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
+        pairs = [(_decimal(b), _hex3(m)) for b, m in (g.split(":") for g in masks)]
     except ValueError as exc:
         raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
     if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:

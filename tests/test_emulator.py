@@ -242,7 +242,7 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None)
+                              seed=None, mcu_firmware=None)
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:

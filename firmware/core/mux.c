@@ -187,7 +187,6 @@ static int table_command(struct mux *m, struct span sub, struct span args, char 
         if (!m->len)
             return E_TABLE;
         table_arm(m);
-        m->wdg_fed_at = hal_millis();
         return 0;
     }
     if (span_eq(sub, "STAT") && !nargs) {

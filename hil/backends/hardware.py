@@ -15,6 +15,7 @@ still has a bench clock for ``hil train --dry-run``.
     smu_trigger_line = 1                # digital output wired to the MCU's TRIG IN
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
     mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
+    mcu_watchdog = 2.0                  # s of host silence before the MCU opens every switch
     timeout = 2.0                       # s, per instrument exchange
 
 ``[clock]`` holds the durations the bench clock adds up (seconds); ``[sequencer]`` how operations
@@ -56,6 +57,8 @@ INSTRUMENTS_SCHEMA: Schema = {
     "smu_trigger_line": (int, _pos, 1),
     "mcu_port": (str, None, ""),
     "mcu_baud": (int, _pos, 115200),
+    "mcu_watchdog": (_NUM, lambda v: None if v == 0 or 0.02 <= v <= 60 else
+                     "must be 0 (off) or 0.02 to 60 s", 2.0),
     "timeout": (_NUM, _pos, 2.0),
 }
 
@@ -92,6 +95,7 @@ class InstrumentsConfig:
     smu_trigger_line: int
     mcu_port: str
     mcu_baud: int
+    mcu_watchdog: float
     timeout: float
 
 

@@ -63,7 +63,8 @@ class Instruments:
             stack.callback(self.smu.close)
             self.mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}",
                                      boards=bench.board_ids, baudrate=cfg.mcu_baud,
-                                     timeout=min(cfg.timeout, 0.5))
+                                     timeout=min(cfg.timeout, 0.5),
+                                     watchdog=cfg.mcu_watchdog or None)
             stack.pop_all()
 
     def safe(self) -> list[str]:

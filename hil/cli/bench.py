@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from hil.backends.hardware import GENERATOR_MODELS, SMU_MODELS, clock_settings, 
 from hil.backends.instruments import current_range
 from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
+from hil.emulator.firmware import FirmwareError
 from hil.errors import HilError
 
 
@@ -35,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--generator", choices=GENERATOR_MODELS, default="33500B")
     s.add_argument("--smu", choices=SMU_MODELS, default="2450")
     s.add_argument("--seed", type=int, help="physics seed (default: the bench's [sim] seed)")
+    s.add_argument("--mcu-firmware", metavar="PATH",
+                   help="run the MCU firmware's host build (make -C firmware host) as the MCU "
+                   "instead of the Python emulator")
     s.set_defaults(run=serve)
 
     c = bsub.add_parser(
@@ -52,7 +57,16 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     bench = load_bench(args.bench)
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
-    with EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed) as emu:
+    firmware = args.mcu_firmware
+    if firmware is not None and not os.access(firmware, os.X_OK):
+        raise HilError(f"--mcu-firmware {firmware}: not an executable (build it with "
+                       "make -C firmware host)")
+    try:
+        emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
+                            mcu_firmware=firmware)
+    except FirmwareError as exc:
+        raise HilError(str(exc)) from exc
+    with emu:
         out = Path(args.write)
         out.write_text(emu.bench_toml(base))
         for key, value in emu.resources.items():

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from hil.bench import Bench, _resolve
+from hil.emulator.firmware import FirmwareMcu
 from hil.emulator.generators import PulseGenerator, make_generator
-from hil.emulator.mcu import McuEmulator
+from hil.emulator.mcu import FaultyLink, McuEmulator
 from hil.emulator.model import BenchModel, DeliveredPulse
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
@@ -38,12 +39,16 @@ class EmulatedBench:
         seed: int | None = None,
         modes: np.ndarray | None = None,
         ports: dict[str, int] | None = None,
+        mcu_firmware: str | Path | None = None,
     ) -> None:
+        """``mcu_firmware``: the firmware's host build (``make -C firmware host``) to run as
+        the MCU instead of the Python emulator."""
         self.bench = bench
         self.model = BenchModel(bench, seed=seed, modes=modes)
         self.generator: PulseGenerator = make_generator(generator, self.model)
         self.smu: Smu = make_smu(smu, self.model)
-        self.mcu = McuEmulator(self.model)
+        self.mcu: FaultyLink = (McuEmulator(self.model) if mcu_firmware is None
+                                else FirmwareMcu(mcu_firmware, self.model))
         self.generator_model, self.smu_model = generator, smu
         self._ports = ports or {}
         self.servers: dict[str, LineServer] = {}
@@ -63,6 +68,7 @@ class EmulatedBench:
         for server in self.servers.values():
             server.stop()
         self.servers = {}
+        self.mcu.close()
 
     def __enter__(self) -> EmulatedBench:
         return self.start()

@@ -12,6 +12,9 @@ follow its driver. The host must detect each and never let a pulse reach another
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -32,6 +35,8 @@ from drivers.mcu import (
 from hil.emulator.model import BenchModel
 
 FIRMWARE = "hil-mux/1.0"
+WATCHDOG_MS = (20, 60000)  # the range WDG accepts (0 disarms)
+_SEQ = re.compile(rb"\d{1,3}\Z")
 FAULTS = ("corrupt_request", "drop_request", "corrupt_reply", "drop_reply", "stuck_switch")
 
 
@@ -47,23 +52,14 @@ class _Fault:
     command: str  # applies to the next frame whose command starts with this ("" = any)
 
 
-class McuEmulator:
-    """Protocol state machine; :meth:`respond` takes one received line and returns the reply."""
+class FaultyLink:
+    """The serial line into an MCU, with faults injected per frame for tests; a subclass answers
+    each line that arrives (:meth:`_frame`)."""
 
-    def __init__(self, model: BenchModel, table_size: int = 4096) -> None:
+    def __init__(self, model: BenchModel) -> None:
         self.model = model
-        self.table_size = table_size
-        self.table: list[Route] = []
-        self.table_state, self.pos = "idle", 0
-        self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
         self.faults: deque[_Fault] = deque()
-        self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
         self.received: list[bytes] = []
-        self.executed: list[str] = []  # commands executed (retransmissions excluded)
-        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        model.listeners.append(self.hardware_trigger)
-
-    # ---- fault injection ----------------------------------------------------------------
 
     def inject(self, kind: str, command: str = "") -> None:
         """Apply fault ``kind`` to the next frame whose command starts with ``command``.
@@ -76,7 +72,11 @@ class McuEmulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
-        self.stuck.clear()
+        self._unstick()
+
+    def _unstick(self) -> None:
+        """Free every switch a ``stuck_switch`` fault held open."""
+        raise NotImplementedError
 
     def _take_fault(self, kind: str, text: str) -> bool:
         for fault in self.faults:
@@ -84,8 +84,6 @@ class McuEmulator:
                 self.faults.remove(fault)
                 return True
         return False
-
-    # ---- link ---------------------------------------------------------------------------
 
     def respond(self, line: bytes) -> bytes | None:
         with self.model.lock:
@@ -103,12 +101,46 @@ class McuEmulator:
             return reply
 
     def _frame(self, line: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class McuEmulator(FaultyLink):
+    """Protocol state machine; :meth:`respond` takes one received line and returns the reply."""
+
+    def __init__(self, model: BenchModel, table_size: int = 4096) -> None:
+        super().__init__(model)
+        self.table_size = table_size
+        self.table: list[Route] = []
+        self.table_state, self.pos = "idle", 0
+        self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
+        self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
+        self.executed: list[str] = []  # commands executed (retransmissions excluded)
+        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.watchdog_ms, self.watchdog_expired = 0, 0
+        self._fed = time.monotonic()
+        self._watchdog: threading.Thread | None = None
+        self._closed = threading.Event()
+        model.listeners.append(self.hardware_trigger)
+
+    def close(self) -> None:
+        """Stop the watchdog thread (if one runs)."""
+        self._closed.set()
+        if self._watchdog is not None:
+            self._watchdog.join(5)
+
+    def _unstick(self) -> None:
+        self.stuck.clear()
+
+    # ---- link ---------------------------------------------------------------------------
+
+    def _frame(self, line: bytes) -> bytes:
         try:
             seq, text = decode_frame(line)
         except FrameError as exc:
             head = line.split(b" ", 1)[0]
-            seq_text = head.decode() if head.isdigit() and int(head) <= 255 else "-"
+            seq_text = head.decode() if _SEQ.match(head) and int(head) <= 255 else "-"
             return _reply(seq_text, f"NAK {exc.reason}")
+        self._fed = time.monotonic()  # every frame that arrives intact feeds the watchdog
         if seq is None:
             return _reply("-", "NAK FRAME")
         if seq != 0 and self._last is not None and self._last[:2] == (seq, text):
@@ -146,9 +178,43 @@ class McuEmulator:
         if cmd == "TRG" and len(words) == 1:
             self.hardware_trigger()
             return ""
-        if cmd in ("IDN?", "STATE?", "OPEN", "TRG", "TBL"):
+        if cmd == "WDG" and len(words) == 2:
+            self.set_watchdog(_index(words[1]))
+            return ""
+        if cmd == "WDG?" and len(words) == 1:
+            return f"ms={self.watchdog_ms} expired={self.watchdog_expired}"
+        if cmd in ("IDN?", "STATE?", "OPEN", "TRG", "TBL", "WDG", "WDG?"):
             raise _Refused(1, "syntax")
         raise _Refused(2, "unknown")
+
+    # ---- host watchdog (protocol section 4.3) ------------------------------------------------
+
+    def set_watchdog(self, ms: int) -> None:
+        if ms and not WATCHDOG_MS[0] <= ms <= WATCHDOG_MS[1]:
+            raise _Refused(3, "range")
+        self.watchdog_ms, self._fed = ms, time.monotonic()
+        if ms and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True, name="mcu-wdg")
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Open every switch (and stop an armed table) when the host has been silent, and no
+        trigger has stepped the table, for the watchdog time."""
+        while not self._closed.wait(self._expires_in()):
+            with self.model.lock:
+                if not self.watchdog_ms or self._expires_in() > 0:
+                    continue  # disarmed or fed meanwhile
+                if self.table_state == "armed" or not self.model.all_open():
+                    self.model.open_all()
+                    if self.table_state == "armed":
+                        self.table_state = "fault"
+                    self.watchdog_expired += 1
+                self._fed = time.monotonic()
+
+    def _expires_in(self) -> float:
+        if not self.watchdog_ms:
+            return 0.5
+        return max(0.0, self._fed + self.watchdog_ms / 1000 - time.monotonic())
 
     def parse(self, text: str) -> Route:
         try:
@@ -250,6 +316,7 @@ class McuEmulator:
         with self.model.lock:
             if self.table_state != "armed":
                 return
+            self._fed = time.monotonic()  # a table being stepped is running
             self.pos += 1
             if self.pos >= len(self.table):
                 self.model.open_all()
