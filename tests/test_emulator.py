@@ -260,3 +260,12 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_mcu_emulator_answers_every_protocol_vector(model):
+    from tests.mcu_vectors import load_vectors
+
+    mcu = McuEmulator(model)
+    wrong = [(request[:80], expected, got) for request, expected in load_vectors()
+             if (got := mcu.respond(request)) != expected]
+    assert wrong == []

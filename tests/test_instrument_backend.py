@@ -1,7 +1,9 @@
 """The hardware path end to end: drivers -> pyvisa-py / pyserial -> loopback -> emulated bench.
 
 Every pulse the emulator delivers is compared with the plan: exactly the intended cells, the
-intended polarity and voltage, even when MCU frames are corrupted or dropped on the way.
+intended polarity and voltage, even when MCU frames are corrupted or dropped on the way. The
+module runs twice: with the Python MCU emulator, and with the MCU firmware's host build as the
+bench's MCU (its switches are the ones the emulated generator's pulses reach).
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ from tests.conftest import write_optdigits
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", params=["emulator", "firmware"])
+def emu(request):
+    firmware = request.getfixturevalue("firmware_host") if request.param == "firmware" else None
+    with EmulatedBench(load_bench(), seed=5, mcu_firmware=firmware) as e:
+        yield e
+
+
 @pytest.fixture(scope="module")
-def emu():
+def python_emu():
+    """The bench with the Python MCU emulator only, for the slow interrupted-run tests whose
+    MCU side (OPEN on exit) the firmware run of the module covers already."""
     with EmulatedBench(load_bench(), seed=5) as e:
         yield e
 
@@ -214,17 +225,22 @@ def test_preparation_finds_stuck_on_devices_through_the_drivers(tiny_data, tmp_p
     assert (partners > 200).all(), "partners programmed up against the stuck devices"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, sig):
-    path = bench_file(emu, tmp_path / "emu.toml")
-    start = len(emu.pulses)
+def start_training(path: Path, data: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data",
-         str(tiny_data), "--epochs", "50", "--out", str(tmp_path / "run")],
+         str(data), "--epochs", "50", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         # a test run started in the background inherits SIGINT ignored: give Ctrl-C back
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_leaves_the_bench_safe(python_emu, tiny_data, tmp_path, sig):
+    emu = python_emu
+    path = bench_file(emu, tmp_path / "emu.toml")
+    start = len(emu.pulses)
+    proc = start_training(path, tiny_data, tmp_path / "run")
     deadline = time.monotonic() + 60
     while len(emu.pulses) == start and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -233,3 +249,36 @@ def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, si
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err.decode()[-500:]
     assert emu.is_safe()
+
+
+def test_killed_training_leaves_every_switch_open_within_the_watchdog_time(emu, tiny_data,
+                                                                             tmp_path):
+    """SIGKILL runs no cleanup: the instruments stay as they were. The training is frozen
+    (SIGSTOP) at a moment its switches are closed, then killed; the MCU's host watchdog must
+    open every switch within its time."""
+    watchdog = 0.3
+    path = bench_file(emu, tmp_path / "emu.toml", mcu_watchdog=watchdog)
+    proc = start_training(path, tiny_data, tmp_path / "run")
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if not emu.model.all_open():
+                proc.send_signal(signal.SIGSTOP)
+                if not emu.model.all_open():
+                    break  # frozen with switches closed
+                proc.send_signal(signal.SIGCONT)
+            time.sleep(0.0005)
+        assert not emu.model.all_open(), "the training was frozen with switches closed"
+        proc.kill()
+        killed = time.monotonic()
+        proc.wait(10)
+        # the last frame came before the freeze: the watchdog is due within `watchdog` of the
+        # kill; the margin is for a loaded test machine's scheduling, not for the MCU
+        while not emu.model.all_open() and time.monotonic() < killed + watchdog + 0.5:
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert emu.model.all_open(), "every switch open within the watchdog time of the kill"
+    emu.generator.handle("OUTP OFF")  # what the killed host could not do
+    emu.smu.handle(":OUTP OFF")

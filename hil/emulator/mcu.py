@@ -119,12 +119,13 @@ class McuEmulator(FaultyLink):
         self.watchdog_ms, self.watchdog_expired = 0, 0
         self._fed = time.monotonic()
         self._watchdog: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._closed, self._wake = threading.Event(), threading.Event()
         model.listeners.append(self.hardware_trigger)
 
     def close(self) -> None:
         """Stop the watchdog thread (if one runs)."""
         self._closed.set()
+        self._wake.set()
         if self._watchdog is not None:
             self._watchdog.join(5)
 
@@ -193,6 +194,7 @@ class McuEmulator(FaultyLink):
         if ms and not WATCHDOG_MS[0] <= ms <= WATCHDOG_MS[1]:
             raise _Refused(3, "range")
         self.watchdog_ms, self._fed = ms, time.monotonic()
+        self._wake.set()  # a shorter time than the one being waited for counts at once
         if ms and self._watchdog is None:
             self._watchdog = threading.Thread(target=self._watch, daemon=True, name="mcu-wdg")
             self._watchdog.start()
@@ -200,7 +202,9 @@ class McuEmulator(FaultyLink):
     def _watch(self) -> None:
         """Open every switch (and stop an armed table) when the host has been silent, and no
         trigger has stepped the table, for the watchdog time."""
-        while not self._closed.wait(self._expires_in()):
+        while not self._closed.is_set():
+            self._wake.wait(self._expires_in())
+            self._wake.clear()
             with self.model.lock:
                 if not self.watchdog_ms or self._expires_in() > 0:
                     continue  # disarmed or fed meanwhile

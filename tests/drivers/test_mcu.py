@@ -250,3 +250,38 @@ def test_loop_port_without_mcu_fails_cleanly() -> None:
     with pytest.raises(MuxLinkError, match="unexpected reply 'IDN\\?'"):
         MuxController(port, name="MCU", timeout=0.05, retries=1)
     port.close()
+
+
+def test_driver_framing_and_routes_agree_with_every_protocol_vector() -> None:
+    """Each vector's reply decodes and re-encodes byte for byte; each request the MCU NAKs is
+    one the driver's decoder refuses for the same reason, each it executes one the driver
+    frames identically; a refused route carries the code the driver's own parser gives it, and
+    every table entry read back is in the driver's canonical form."""
+    from tests.mcu_vectors import load_vectors
+
+    for request, reply in load_vectors():
+        seq, text = decode_frame(reply + b"\n")
+        assert encode_frame("-" if seq is None else seq, text) == reply + b"\n"
+        if text.startswith("NAK"):
+            try:
+                reason = "FRAME" if decode_frame(request + b"\n")[0] is None else "none"
+            except FrameError as exc:  # a request carries a seq: `-` is only for replies
+                reason = exc.reason
+            assert reason == text.split()[1], request[:80]
+            continue
+        req_seq, command = decode_frame(request + b"\n")
+        assert req_seq == seq
+        if request.endswith(b"\r"):
+            request = request[:-1]
+        assert encode_frame(seq, command) == request + b"\n" or "  " in command
+        words = command.split()
+        if words and words[0] in ("SEL", "PUL", "MAC"):
+            code = text.split()[1] if text.startswith("ERR") else None
+            if code in (None, "4", "8"):  # board and busy are the MCU's state, not syntax
+                Route.parse(command)
+            else:
+                with pytest.raises(RouteSyntaxError) as refused:
+                    Route.parse(command)
+                assert str(refused.value.code) == code
+        if words[:2] == ["TBL", "GET"] and text.startswith("OK "):
+            assert Route.parse(text[3:]).text == text[3:]
