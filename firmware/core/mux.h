@@ -22,7 +22,7 @@
 #define MUX_TABLE_ENTRIES 4096u /* routes a table holds */
 #endif
 #ifndef MUX_TABLE_GROUPS
-#define MUX_TABLE_GROUPS 32768u /* (board, col, rowmask) groups shared by all entries */
+#define MUX_TABLE_GROUPS 49152u /* (board, col, rowmask) groups shared by all entries */
 #endif
 
 /* One board's switch sets as bit masks (bit i = row or column i+1), as STATE? reports them. */
