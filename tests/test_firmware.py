@@ -182,3 +182,12 @@ def test_watchdog_opens_every_switch_when_the_host_falls_silent(mcu_port, armed)
     assert mux.watchdog_status() == (200, 1)
     assert mux.table_status().state == ("fault" if armed else "idle")
     mux.close()
+
+
+def test_driver_keeps_the_link_alive_while_the_host_is_busy(mcu_port):
+    mux = MuxController(f"socket://127.0.0.1:{mcu_port}", timeout=1, watchdog=0.1)
+    route = mux.select_cell(3, 2, 5)
+    time.sleep(0.5)  # five watchdog times without a command from the host's own thread
+    mux.assert_route(route)
+    assert mux.state() != {} and mux.watchdog_status() == (100, 0)
+    mux.close()

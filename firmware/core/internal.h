@@ -46,8 +46,7 @@ size_t route_text(const struct mux *m, uint8_t kind, const struct tgroup *g, uin
                   char *out);
 
 /* switches (switches.c) */
-void switches_state(const struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n,
-                    struct sw_state *states);
+void switches_init(struct mux *m);
 int switches_apply(struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n);
 void switches_open(struct mux *m);
 bool switches_any_closed(const struct mux *m);

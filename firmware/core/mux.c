@@ -43,7 +43,7 @@ void mux_init(struct mux *m, const struct chain_config *cfg)
     m->state = TBL_IDLE;
     m->wdg_ms = m->wdg_expired = 0;
     m->wdg_fed_at = hal_millis();
-    m->executed = 0;
+    switches_init(m);
     switches_open(m);
 }
 
@@ -218,7 +218,6 @@ static int execute(struct mux *m, struct span text, char *data, size_t *n)
     struct span rest = text, cmd = {"", 0}, sub, args;
     size_t nwords = count_words(text);
     *n = 0;
-    m->executed++;
     next_token(&rest, &cmd);
     if (span_eq(cmd, "IDN?") && nwords == 1) {
         size_t k = put_text(data, "fw=" MUX_FW_NAME " boards=");

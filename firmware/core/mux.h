@@ -74,7 +74,7 @@ struct mux {
     /* switch images (one byte per 8 chain bits) */
     uint8_t out_image[MUX_CHAIN_BYTES];
     uint8_t in_image[MUX_CHAIN_BYTES];
-    uint32_t executed; /* commands executed (retransmissions and NAKs excluded) */
+    uint8_t used[MUX_CHAIN_BYTES]; /* chain bits wired to a switch */
 };
 
 void mux_init(struct mux *m, const struct chain_config *cfg);

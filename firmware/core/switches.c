@@ -31,17 +31,34 @@ static uint16_t get_bits(const uint8_t *image, uint32_t base, const uint8_t *off
     return mask;
 }
 
-static void encode(const struct mux *m, const struct sw_state *states, uint8_t *image)
+/* The chain image of a route: only the route's boards have bits to set. */
+static void encode(struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n)
 {
     const struct board_layout *l = m->cfg->layout;
     for (size_t i = 0; i < image_bytes(m); i++)
-        image[i] = 0;
+        m->out_image[i] = 0;
+    for (uint8_t i = 0; i < n; i++) {
+        uint32_t base = (uint32_t)g[i].slot * l->bits;
+        uint16_t col = (uint16_t)(1u << (g[i].col - 1));
+        put_bits(m->out_image, base, l->wl, MUX_COLS, col);
+        put_bits(m->out_image, base, l->bls, MUX_ROWS, g[i].mask);
+        put_bits(m->out_image, base, kind == KIND_PUL ? l->slg : l->slm, MUX_COLS, col);
+    }
+}
+
+/* Chain bits that carry a switch (the others are unused register outputs and inputs). */
+void switches_init(struct mux *m)
+{
+    static const uint16_t all = 0xFFF;
+    const struct board_layout *l = m->cfg->layout;
+    for (size_t i = 0; i < image_bytes(m); i++)
+        m->used[i] = 0;
     for (uint8_t s = 0; s < m->cfg->nboards; s++) {
         uint32_t base = (uint32_t)s * l->bits;
-        put_bits(image, base, l->wl, MUX_COLS, states[s].wl);
-        put_bits(image, base, l->bls, MUX_ROWS, states[s].bls);
-        put_bits(image, base, l->slg, MUX_COLS, states[s].slg);
-        put_bits(image, base, l->slm, MUX_COLS, states[s].slm);
+        put_bits(m->used, base, l->wl, MUX_COLS, all);
+        put_bits(m->used, base, l->bls, MUX_ROWS, all);
+        put_bits(m->used, base, l->slg, MUX_COLS, all);
+        put_bits(m->used, base, l->slm, MUX_COLS, all);
     }
 }
 
@@ -56,23 +73,6 @@ static void read_back(struct mux *m, struct sw_state *states)
         states[s].bls = get_bits(m->in_image, base, l->bls, MUX_ROWS);
         states[s].slg = get_bits(m->in_image, base, l->slg, MUX_COLS);
         states[s].slm = get_bits(m->in_image, base, l->slm, MUX_COLS);
-    }
-}
-
-void switches_state(const struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n,
-                    struct sw_state *states)
-{
-    for (uint8_t s = 0; s < m->cfg->nboards; s++)
-        states[s] = (struct sw_state){0, 0, 0, 0};
-    for (uint8_t i = 0; i < n; i++) {
-        struct sw_state *st = &states[g[i].slot];
-        uint16_t bit = (uint16_t)(1u << (g[i].col - 1));
-        st->wl = bit;
-        st->bls = g[i].mask;
-        if (kind == KIND_PUL)
-            st->slg = bit;
-        else
-            st->slm = bit;
     }
 }
 
@@ -96,15 +96,12 @@ bool switches_any_closed(const struct mux *m)
  * mismatch open everything and answer E_SWITCH. */
 int switches_apply(struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n)
 {
-    struct sw_state want[MUX_MAX_BOARDS], got[MUX_MAX_BOARDS];
-    switches_state(m, kind, g, n, want);
-    encode(m, want, m->out_image);
+    encode(m, kind, g, n);
     hal_switches_write(m->out_image, image_bytes(m));
     hal_settle();
-    read_back(m, got);
-    for (uint8_t s = 0; s < m->cfg->nboards; s++) {
-        if (want[s].wl != got[s].wl || want[s].bls != got[s].bls || want[s].slg != got[s].slg ||
-            want[s].slm != got[s].slm) {
+    hal_switches_read(m->in_image, image_bytes(m));
+    for (size_t i = 0; i < image_bytes(m); i++) {
+        if ((m->in_image[i] & m->used[i]) != m->out_image[i]) {
             switches_open(m);
             return E_SWITCH;
         }

@@ -285,3 +285,20 @@ def test_driver_framing_and_routes_agree_with_every_protocol_vector() -> None:
                 assert str(refused.value.code) == code
         if words[:2] == ["TBL", "GET"] and text.startswith("OK "):
             assert Route.parse(text[3:]).text == text[3:]
+
+
+def test_watchdog_armed_after_identify_and_an_expiry_forgets_the_verified_route(mcu_link):
+    mcu = mcu_link([
+        x(1, "WDG 1000", "OK"),
+        x(2, "PUL 3:5:002", "OK"),
+        x(3, "STATE?", "OK 3:010:002:010:000"),
+        x(4, "WDG?", "OK ms=1000 expired=1"),  # the MCU opened everything meanwhile
+        x(5, "OPEN", "OK"),
+        x(6, "STATE?", "OK"),
+    ], watchdog=1.0)
+    route = mcu.select_cell(3, 2, 5)
+    mcu.assert_route(route)
+    assert mcu.watchdog_status() == (1000, 1)
+    with pytest.raises(RouteError, match="refusing to fire"):
+        mcu.assert_route(route)
+    mcu.close()

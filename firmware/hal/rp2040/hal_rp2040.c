@@ -104,22 +104,29 @@ uint32_t hal_rp2040_take_edges(void)
     return n;
 }
 
-/* One byte each way on SPI0. */
-static uint8_t spi_byte(uint8_t out)
+/* Shift `n` bytes out (from `out`, or zeros) and, if `in`, keep the bytes shifted in; the
+ * 8-deep FIFOs stay busy, so the bytes follow each other without gaps. */
+static void spi_transfer(const uint8_t *out, uint8_t *in, size_t n, int backwards)
 {
-    while (!(SPI_SR & SPI_SR_TNF))
-        ;
-    SPI_DR = out;
-    while (!(SPI_SR & SPI_SR_RNE))
-        ;
-    return (uint8_t)SPI_DR;
+    size_t sent = 0, got = 0;
+    while (got < n) {
+        if (sent < n && sent - got < 8 && (SPI_SR & SPI_SR_TNF)) {
+            SPI_DR = out ? out[backwards ? n - 1 - sent : sent] : 0;
+            sent++;
+        }
+        if (SPI_SR & SPI_SR_RNE) {
+            uint8_t byte = (uint8_t)SPI_DR;
+            if (in)
+                in[got] = byte;
+            got++;
+        }
+    }
 }
 
 void hal_switches_write(const uint8_t *image, size_t nbytes)
 {
     /* the last bit shifted lands on the first register's QA: send from the far end, MSB first */
-    for (size_t i = nbytes; i-- > 0;)
-        (void)spi_byte(image[i]);
+    spi_transfer(image, NULL, nbytes, 1);
     while (SPI_SR & SPI_SR_BSY)
         ;
     SIO_OUT_SET = 1u << PIN_LATCH;
@@ -138,9 +145,7 @@ void hal_switches_read(uint8_t *image, size_t nbytes)
     SIO_OUT_CLR = 1u << PIN_LOAD; /* sample every switch line at once */
     SIO_OUT_CLR = 1u << PIN_LOAD; /* (a second write: >= 20 ns low at 125 MHz) */
     SIO_OUT_SET = 1u << PIN_LOAD;
-    /* the first register's H input comes out first */
-    for (size_t i = 0; i < nbytes; i++)
-        image[i] = spi_byte(0);
+    spi_transfer(NULL, image, nbytes, 0); /* the first register's H input comes out first */
 }
 
 uint32_t hal_millis(void)
