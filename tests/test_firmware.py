@@ -191,3 +191,29 @@ def test_driver_keeps_the_link_alive_while_the_host_is_busy(mcu_port):
     mux.assert_route(route)
     assert mux.state() != {} and mux.watchdog_status() == (100, 0)
     mux.close()
+
+
+def test_uf2_packing_checks_boot2_and_lays_blocks_from_the_start_of_flash() -> None:
+    import importlib.util
+    import struct
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "firmware" / "tools" / "uf2.py"
+    spec = importlib.util.spec_from_file_location("uf2", path)
+    uf2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(uf2)
+    assert uf2.boot2_crc(b"123456789") == 0x0376E6E7  # the CRC-32/MPEG-2 check value
+    body = bytes(range(252))
+    boot2 = body + struct.pack("<I", uf2.boot2_crc(body))
+    out = uf2.pack(boot2, b"\xAA" * 300)
+    assert len(out) == 3 * 512
+    blocks = [out[i:i + 512] for i in range(0, len(out), 512)]
+    for n, block in enumerate(blocks):
+        magic0, magic1, flags, addr, size, number, count, family = struct.unpack(
+            "<8I", block[:32])
+        assert (magic0, magic1, flags, size, number, count, family) == (
+            0x0A324655, 0x9E5D5157, 0x2000, 256, n, 3, 0xE48BFF56)
+        assert addr == 0x10000000 + 256 * n and block[-4:] == struct.pack("<I", 0x0AB16F30)
+    assert blocks[0][32:288] == boot2 and blocks[1][32:288] == b"\xAA" * 256
+    with pytest.raises(ValueError, match="checksum"):
+        uf2.pack(body + b"\0\0\0\0", b"")
