@@ -198,13 +198,17 @@ def tiny_data(tmp_path_factory):
 
 
 def test_training_smoke_through_the_drivers(emu, tiny_data, tmp_path, capsys):
+    """One epoch of the single-layer network: every pulse lands inside its array."""
     path = bench_file(emu, tmp_path / "emu.toml")
+    since = len(emu.pulses)
     rc = main(["train", "--bench", str(path), "--data", str(tiny_data), "--epochs", "1",
-               "--out", str(tmp_path / "run")])
+               "--network", "single", "--out", str(tmp_path / "run")])
     assert rc == 0
     assert "test accuracy" in capsys.readouterr().out
     assert emu.is_safe()
-    assert len(emu.pulses) > 0
+    hit = {d for p in emu.pulses[since:] for d in p.devices}
+    assert hit, "the training pulsed"
+    assert hit <= set(emu.model.bench.array_devices("single").ravel().tolist())
 
 
 def test_preparation_finds_stuck_on_devices_through_the_drivers(tiny_data, tmp_path):
