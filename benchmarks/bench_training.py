@@ -5,6 +5,7 @@ after the other in this process, and the ratio of their per-image times is print
 target is a ratio of at most 2.0 for the 20-epoch two-layer run.
 
     python benchmarks/bench_training.py [--epochs 20] [--network two] [--data DIR]
+    python benchmarks/bench_training.py --short   # 1 epoch: that it still runs
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--network", default="two")
     ap.add_argument("--data")
+    ap.add_argument("--short", action="store_true",
+                    help="1 epoch: checks the benchmark runs, measures nothing")
     args = ap.parse_args()
+    if args.short:
+        args.epochs = 1
     digits = load_digits(args.data)
     images = args.epochs * len(digits.y_train)
 
