@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import serial
 
 from drivers.mcu import decode_frame, encode_frame
 from hil.bench import load_bench
@@ -215,7 +216,6 @@ def test_mcu_naks_bad_frames_and_answers_retransmissions_without_executing(model
 
 def test_servers_answer_over_tcp(bench):
     import pyvisa
-    import serial
 
     with EmulatedBench(bench, generator="81160A", smu="B2900", seed=0) as emu:
         rm = pyvisa.ResourceManager("@py")
@@ -233,7 +233,8 @@ def test_servers_answer_over_tcp(bench):
         assert 'backend = "instruments"' in emu.bench_toml()
 
 
-def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
+@pytest.mark.parametrize("mcu", ["emulator", "firmware"])
+def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path, request, mcu):
     import argparse
     import threading
 
@@ -241,8 +242,9 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
 
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []
+    firmware = str(request.getfixturevalue("firmware_host")) if mcu == "firmware" else None
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None, mcu_firmware=None)
+                              seed=None, mcu_firmware=firmware)
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:
@@ -256,10 +258,26 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
         assert raw["generator_model"] == "81160A" and raw["smu_model"] == "B2900"
         assert raw == {**raw, **started[0].resources}
         assert raw["mcu_port"].startswith("socket://127.0.0.1:")
+        port = serial.serial_for_url(raw["mcu_port"], timeout=5)
+        port.write(encode_frame(0, "SEL 3 2 5"))
+        assert decode_frame(port.read_until(b"\n")) == (0, "OK")
+        assert started[0].model.pulse_cells().tolist() == [2 * 120 + 1 * 10 + 4]
+        port.write(encode_frame(1, "OPEN"))
+        port.read_until(b"\n")
+        port.close()
     finally:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_bench_serve_refuses_a_missing_firmware_in_one_line(tmp_path, capsys):
+    from hil.cli import main
+
+    assert main(["bench", "serve", "--mcu-firmware", str(tmp_path / "nope"), "--write",
+                 str(tmp_path / "emu.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "make -C firmware host" in err[0]
 
 
 def test_mcu_emulator_answers_every_protocol_vector(model):
