@@ -27,24 +27,28 @@ class Keithley2450(SourceMeter):
     LIST_LOAD = ":SOUR:LIST:VOLT {}"
     LIST_APPEND = ":SOUR:LIST:VOLT:APP {}"
     MAX_LIST = 100_000
-    LIST_RUN = (":SOUR:SWE:VOLT:LIST 1, {delay}", ":INIT", "*WAI")
-    LIST_FETCH = ':TRAC:DATA? 1, {n}, "defbuffer1", READ'
-    LIST_END = ()
-    # the built-in list sweep raises no event per point; this trigger model (manual 3-95 ff.)
-    # is the same sweep with a notify block after each measurement
-    LIST_RUN_TRIGGERED = (
+    # the built-in list sweep cannot wait for an external edge per point; this trigger model
+    # (manual 3-95 ff.) recalls the list, then n times: wait for the input line's event,
+    # measure, notify (the completion line's stimulus), next point
+    LIST_ARM = (
         ':TRIG:LOAD "Empty"',
         ':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"',
-        ":TRIG:BLOC:DEL:CONS 2, {delay}",
+        ":TRIG:BLOC:WAIT 2, DIGIO{line}",
         ":TRIG:BLOC:MEAS 3",
         ":TRIG:BLOC:NOT 4, 1",
         ':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"',
         ":TRIG:BLOC:BRAN:COUN 6, {n}, 2",
         ":INIT",
-        "*WAI",
     )
+    LIST_FETCH = ':TRAC:DATA? 1, {n}, "defbuffer1", READ'
+    LIST_END = ()
+    ABORT = ":ABOR"
     TRIGGER_LINES = range(1, 7)
-    TRIGGER_OUT = (":DIG:LINE{line}:MODE TRIG, OUT", ":TRIG:DIG{line}:OUT:STIM NOT1")
+    # input: rising edges (the default is the falling one); output: a high pulse (the default
+    # logic is negative, whose rising edge would come only at the end of the pulse)
+    TRIGGER_IN = (":DIG:LINE{line}:MODE TRIG, IN", ":TRIG:DIG{line}:IN:EDGE RIS")
+    COMPLETE_OUT = (":DIG:LINE{line}:MODE TRIG, OUT", ":TRIG:DIG{line}:OUT:LOG POS",
+                    ":TRIG:DIG{line}:OUT:PULS {width}", ":TRIG:DIG{line}:OUT:STIM NOT1")
 
     source_voltage = Control(":SOUR:VOLT?", ":SOUR:VOLT {}", "Source level, V.", validators=(
         in_range(-210, 210, "V"), within_limit("max_voltage", "source voltage", "V")))
@@ -58,6 +62,11 @@ class Keithley2450(SourceMeter):
     nplc = Control(":SENS:CURR:NPLC?", ":SENS:CURR:NPLC {}", "Integration, power-line cycles.",
                    validators=(in_range(0.01, 10, "PLC"),))
     output = Control(":OUTP?", ":OUTP {}", "Output on/off.", fmt=format_bool, parse=parse_bool)
+
+    def _idle(self) -> bool:
+        """``*OPC?`` waits for the trigger model to finish on the 2450 (manual, ``*WAI`` and
+        overlapped ``INIT``); the host asks only once the MCU saw every completion edge."""
+        return self.query("*OPC?").strip() == "1"
 
     def _identify(self, model: str | None) -> Identity:
         identity = super()._identify(model)

@@ -1,7 +1,10 @@
 """Keysight (Agilent) 33500B series waveform generator as a pulse generator (33511B..33622A).
 
 Command forms from the 33500 Series Operating and Service Guide; behaviour in
-:mod:`drivers.pulsegen`.
+:mod:`drivers.pulsegen`. One pulse per rising edge on the rear Ext Trig input: a triggered
+burst of one cycle (``BURS:MODE TRIG``, ``BURS:NCYC 1``) with ``TRIG:SOUR EXT``, rising slope,
+no trigger delay (guide, BURSt and TRIGger subsystems). The trigger output stays off: with an
+external source the Ext Trig connector is the input.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ class Keysight33500B(PulseGenerator):
         "SOUR{ch}:BURS:MODE TRIG",
         "SOUR{ch}:BURS:NCYC 1",
         "SOUR{ch}:BURS:STAT ON",
-        "TRIG{ch}:SOUR BUS",
+        "TRIG{ch}:SOUR EXT",
+        "TRIG{ch}:SLOP POS",
+        "TRIG{ch}:DEL 0",
+        "OUTP{ch}:TRIG OFF",
     )
+    SYNC_ON = ("OUTP{ch}:SYNC ON",)  # front-panel Sync: one edge at the start of each burst
 
     load = Control("OUTP{ch}:LOAD?", "OUTP{ch}:LOAD {}", "Expected load, ohm (INF = high-Z).",
                    fmt=str)
@@ -44,6 +51,3 @@ class Keysight33500B(PulseGenerator):
     edge = Control("SOUR{ch}:FUNC:PULS:TRAN:BOTH?", "SOUR{ch}:FUNC:PULS:TRAN:BOTH {}",
                    "Leading and trailing edge time, s.",
                    validators=(in_range(MIN_EDGE, MAX_EDGE, "s"),))
-    burst_count = Control("SOUR{ch}:BURS:NCYC?", "SOUR{ch}:BURS:NCYC {}",
-                          "Pulses per trigger.", validators=(in_range(1, 100_000_000),),
-                          parse=lambda t: int(float(t)))

@@ -2,6 +2,14 @@
 
 Command forms from the 81150A/81160A user guide; behaviour in :mod:`drivers.pulsegen`. The load
 is set to the model's 1 Mohm maximum (its high-impedance setting) and read back like the 33500B's.
+One pulse per rising edge on the Ext In connector: ``:ARM:SOUR EXT``, edge-sensitive, rising
+slope, one pulse per arm event (``:TRIG:COUN 1``; PyMeasure ``keysight81160A.py`` for the arm
+source names).
+
+Only the 81160A itself is accepted: the 81150A/81151A share the command set but not the 1 ns
+minimum edge and 1.5 ns minimum width this driver's ranges assume, and their limits are not
+confirmed here, so they are refused at identification rather than driven with settings they
+cannot make.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from drivers.scpi import Control, format_bool, in_range, one_of, parse_bool
 class Keysight81160A(PulseGenerator):
     MODEL = "Keysight 81160A"
     FAMILY = "81160A"
-    MODEL_PATTERN = r"8116\dA|8115\dA"
+    MODEL_PATTERN = r"81160A"
     MIN_WIDTH, MAX_WIDTH = 1.5e-9, 1e6
     MIN_EDGE, MAX_EDGE = 1e-9, 1e3
     MAX_LEVEL = 10.0  # V into high impedance
@@ -22,7 +30,9 @@ class Keysight81160A(PulseGenerator):
     SETUP = (
         ":FUNC{ch} PULS",
         ":PULS:HOLD{ch} WIDT",
-        ":ARM:SOUR{ch} MAN",
+        ":ARM:SOUR{ch} EXT",
+        ":ARM:SENS{ch} EDGE",
+        ":ARM:SLOP{ch} POS",
         ":TRIG{ch}:COUN 1",
     )
 
@@ -38,6 +48,3 @@ class Keysight81160A(PulseGenerator):
                      validators=(in_range(3.03e-9, 1e6, "s"),))
     edge = Control(":FUNC{ch}:PULS:TRAN?", ":FUNC{ch}:PULS:TRAN {}", "Edge time, s.",
                    validators=(in_range(MIN_EDGE, MAX_EDGE, "s"),))
-    burst_count = Control(":TRIG{ch}:COUN?", ":TRIG{ch}:COUN {}", "Pulses per trigger.",
-                          validators=(in_range(1, 2_147_483_647),),
-                          parse=lambda t: int(float(t)))

@@ -1,6 +1,12 @@
-"""Keysight B2900 series precision SMU (B2901A..B2962A), one channel.
+"""Keysight B2900 series precision SMU (B2901A..B2962A, the B and C models, the BL/CL low-cost
+variants), one channel.
 
-Command forms from the B2900 SCPI Command Reference; behaviour in :mod:`drivers.smu`.
+Command forms from the B2900 SCPI Command Reference; behaviour in :mod:`drivers.smu`. Rear EXT
+pins do nothing until given a function (``:SOUR:DIG:EXT<n>:FUNC TINP|TOUT``; NI ``agb2900``
+driver header); the acquire trigger output pulses the pin *after* the measurement
+(``:TOUT:POS AFT``), positive polarity. ``*OPC?``/``*WAI`` do not wait for the trigger system to
+go idle (PyMeasure ``keysightB2912A.py``), so the driver polls ``:STAT:OPER:COND?`` (channel 1
+transient and acquire idle bits, 2 and 16) before fetching, as PyMeasure's newer driver does.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from drivers.smu import SourceMeter
 class KeysightB2900(SourceMeter):
     MODEL = "Keysight B2900"
     FAMILY = "B2900"
-    MODEL_PATTERN = r"B29\d\d[AB]?"
+    MODEL_PATTERN = r"B29\d\d(?:[ABC]L?)?"
     SETUP = (
         ":SOUR{ch}:FUNC:MODE VOLT",
         ":SOUR{ch}:VOLT:MODE FIX",
@@ -24,17 +30,21 @@ class KeysightB2900(SourceMeter):
     LIST_LOAD = ":SOUR{ch}:LIST:VOLT {}"
     LIST_APPEND = ":SOUR{ch}:LIST:VOLT:APP {}"
     MAX_LIST = 2500
-    LIST_RUN = (
-        ":TRIG{ch}:SOUR AINT",
+    LIST_ARM = (
+        ":TRIG{ch}:SOUR EXT{line}",
         ":TRIG{ch}:COUN {n}",
-        ":TRIG{ch}:ACQ:DEL {delay}",
+        ":TRIG{ch}:ACQ:DEL 0",
         ":INIT (@{ch})",
-        "*WAI",
     )
     LIST_FETCH = ":FETC:ARR:CURR? (@{ch})"
     LIST_END = (":SOUR{ch}:VOLT:MODE FIX",)
+    ABORT = ":ABOR:ALL (@{ch})"
     TRIGGER_LINES = range(1, 15)
-    TRIGGER_OUT = (":TRIG{ch}:ACQ:TOUT:SIGN EXT{line}", ":TRIG{ch}:ACQ:TOUT ON")
+    TRIGGER_IN = (":SOUR:DIG:EXT{line}:FUNC TINP", ":SOUR:DIG:EXT{line}:POL POS")
+    COMPLETE_OUT = (":SOUR:DIG:EXT{line}:FUNC TOUT", ":SOUR:DIG:EXT{line}:POL POS",
+                    ":SOUR:DIG:EXT{line}:TOUT:WIDT {width}", ":SOUR:DIG:EXT{line}:TOUT:POS AFT",
+                    ":TRIG{ch}:ACQ:TOUT:SIGN EXT{line}", ":TRIG{ch}:ACQ:TOUT ON")
+    IDLE_BITS = 2 | 16  # channel 1: transient idle, acquire idle (PyMeasure keysightB2912A.py)
 
     source_voltage = Control(":SOUR{ch}:VOLT?", ":SOUR{ch}:VOLT {}", "Source level, V.",
                              validators=(in_range(-210, 210, "V"),
@@ -54,3 +64,7 @@ class KeysightB2900(SourceMeter):
                        validators=(in_range(8e-6, 2.0, "s"),))
     output = Control(":OUTP{ch}?", ":OUTP{ch} {}", "Output on/off.",
                      fmt=format_bool, parse=parse_bool)
+
+    def _idle(self) -> bool:
+        bits = self.IDLE_BITS if self.channel == 1 else 128 | 1024
+        return int(float(self.query(":STAT:OPER:COND?"))) & bits == bits

@@ -5,10 +5,12 @@ implementation: :func:`encode_frame` / :func:`decode_frame`, :class:`Route` (par
 text, implied switch state) and :class:`SwitchState` are meant to be imported by emulators and
 firmware tests too, so both ends of the link share one definition.
 
-The driver's safety rule: a pulse may only be fired on a route whose switch read-back matched.
-:meth:`MuxController.set_route` sets a route and verifies it; :meth:`MuxController.assert_route`
-is what the sequencer calls right before firing, and it refuses unless the route in force is the
-one verified (any later command invalidates it).
+The driver's safety rules: a single-route operation may only use an instrument on a route whose
+switch read-back matched (:meth:`MuxController.set_route` sets and verifies it,
+:meth:`MuxController.assert_route` refuses unless it is still in force); a table runs only after
+its ``TBL CRC`` matched, paced by the MCU itself (protocol version 2: set entry, read back,
+settle, raise TRIG OUT, wait for the completion edge or a dwell, step), and its data counts only
+if ``TBL STAT`` reports every entry done with exactly the expected trigger edges.
 
 With a host watchdog (``watchdog=`` seconds) the MCU opens every switch when the host falls
 silent, so a host killed outright leaves no cell connected; a background thread keeps the link
@@ -36,8 +38,11 @@ from drivers.errors import (
 )
 
 ROWS, COLS = 12, 10
-MAX_LINE = 4096  # bytes, including the newline
+MAX_LINE = 4096  # bytes, including the newline: the protocol's longest frame
+DEFAULT_MAX_FRAME = 256  # bytes: what a UART-bridged board with a small buffer takes safely
 DEFAULT_BAUD = 115200
+PROTOCOL = "2"
+FRAME_OVERHEAD = 12  # "<seq> " + " *XXXX\n" around a command, seq up to 3 digits
 _FRAME = re.compile(rb"^(\d{1,3}|-) ([\x20-\x7e]+) \*([0-9A-F]{4})\Z")  # printable ASCII only
 _HEX3 = re.compile(r"[0-9A-F]{3}\Z")
 
@@ -258,13 +263,80 @@ class McuIdentity:
     version: str
     boards: tuple[int, ...]
     table_size: int
+    rx: int  # longest line the firmware accepts, newline included
+    trig_out: int  # TRIG OUT lines
+    trig_in: int  # TRIG IN lines
+
+
+WAITS = ("edge", "dwell")
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How the MCU paces a table (``TBL CFG``, protocol section 4.1): TRIG OUT line ``out``
+    raised for ``tout_us`` once the entry has settled for ``settle_us``; completion on the first
+    rising edge on TRIG IN ``in_`` within ``time_us`` (``wait="edge"``) or after a dwell of
+    ``time_us`` (``wait="dwell"``); ``in_ = 0`` counts no edges."""
+
+    out: int
+    in_: int
+    wait: str
+    settle_us: int
+    tout_us: int
+    time_us: int
+
+    def __post_init__(self) -> None:
+        checks = [(1 <= self.out <= 2, "out 1..2"), (0 <= self.in_ <= 2, "in 0..2"),
+                  (self.wait in WAITS, "wait edge or dwell"),
+                  (self.wait == "dwell" or self.in_ >= 1, "wait=edge needs an input line"),
+                  (0 <= self.settle_us <= 1_000_000, "settle 0..1000000 us"),
+                  (1 <= self.tout_us <= 1000, "tout 1..1000 us"),
+                  (1 <= self.time_us <= 10_000_000, "time 1..10000000 us")]
+        for ok, rule in checks:
+            if not ok:
+                raise ValueError(f"table pacing {self}: {rule}")
+
+    @property
+    def command(self) -> str:
+        return (f"TBL CFG out={self.out} in={self.in_} wait={self.wait} "
+                f"settle={self.settle_us} tout={self.tout_us} time={self.time_us}")
+
+    def seconds(self, entries: int) -> float:
+        """Shortest duration of a run of ``entries`` (read-backs not counted)."""
+        return entries * (self.settle_us + max(self.tout_us, self.time_us)) * 1e-6
 
 
 @dataclass(frozen=True)
 class TableStatus:
-    state: str  # idle | armed | done | fault
+    """``TBL STAT``: state (idle | running | done | fault), position, length, TRIG OUT pulses
+    raised, TRIG IN edges before/during/after the run, and why a fault happened."""
+
+    state: str
     pos: int
     length: int
+    out: int = 0
+    before: int = 0
+    during: int = 0
+    after: int = 0
+    why: str = "none"
+
+    @classmethod
+    def parse(cls, text: str) -> TableStatus:
+        f = parse_fields(text)
+        ints = ("pos", "len", "out", "before", "during", "after")
+        return cls(f["state"], *(int(f[k]) for k in ints), f["why"])
+
+    def problem(self, expected_edges: int) -> str | None:
+        """Why the run's data must be discarded, or ``None`` (protocol section 4.2)."""
+        if self.state != "done" or self.pos != self.length:
+            why = f" ({self.why})" if self.state == "fault" else ""
+            return f"table ended {self.state}{why} at entry {self.pos} of {self.length}"
+        if self.out != self.length:
+            return f"{self.out} trigger pulses raised for {self.length} entries"
+        if (self.before, self.during, self.after) != (0, expected_edges, 0):
+            return (f"trigger edges before/during/after the run {self.before}/{self.during}/"
+                    f"{self.after}, expected 0/{expected_edges}/0")
+        return None
 
 
 @dataclass
@@ -298,10 +370,18 @@ class MuxController:
         timeout: float = 0.5,
         retries: int = 3,
         identify: bool = True,
+        boot_wait: float = 0.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
         watchdog: float | None = None,
     ) -> None:
+        """``boot_wait``: seconds to wait after opening the port before the first byte (boards
+        that reset on DTR run a bootloader first); ``max_frame``: the longest frame to send,
+        lowered further to what the firmware declares in ``IDN?``."""
         self.name = name
         self.timeout, self.retries = timeout, retries
+        if not 64 <= max_frame <= MAX_LINE:
+            raise ValueError(f"max_frame {max_frame} outside 64..{MAX_LINE}")
+        self.max_frame = max_frame
         if isinstance(port, str):
             try:
                 port = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
@@ -314,15 +394,34 @@ class MuxController:
         self._seq = -1
         self._verified: Route | None = None
         self._table: tuple[Route, ...] | None = None
+        self._pacing: Pacing | None = None
         self.expected_boards = None if boards is None else tuple(sorted(boards))
         self._lock = threading.RLock()  # one command in flight, keep-alives included
         self._last_io = time.monotonic()
         self._keepalive: threading.Thread | None = None
         self._stop = threading.Event()
         self.watchdog_expired = 0
+        self._start_link(boot_wait)
         self.identity = self.identify() if identify else None
         if watchdog:
             self.start_watchdog(watchdog)
+
+    def _start_link(self, boot_wait: float) -> None:
+        """Wait out a reset-on-open, then end any partial line the MCU holds with a bare
+        newline and drop what comes back (a ``NAK FRAME`` for the partial line, or nothing)."""
+        if boot_wait > 0:
+            time.sleep(boot_wait)
+        try:
+            self.port.write(b"\n")
+            self.port.flush()
+            self.port.timeout = 0.05
+            for _ in range(100):  # bounded: a babbling port cannot hold the host here
+                if not self.port.read(MAX_LINE):
+                    break
+        except (serial.SerialException, OSError) as exc:
+            raise InstrumentConnectionError(self.name, f"cannot start the link: {exc}") from exc
+        finally:
+            self.port.timeout = self.timeout
 
     # -- link ---------------------------------------------------------------------------------
 
@@ -345,8 +444,9 @@ class MuxController:
     def _transact(self, text: str) -> str:
         seq = self._next_seq()
         frame = encode_frame(seq, text)
-        if len(frame) > MAX_LINE:
-            raise MuxCommandError(self.name, 3, "frame too long", text)
+        if len(frame) > self.max_frame:
+            raise MuxCommandError(self.name, 3, f"frame of {len(frame)} bytes exceeds the "
+                                  f"{self.max_frame}-byte limit", text)
         problem = "no attempt"
         for _ in range(self.retries + 1):
             self._send(frame)
@@ -413,12 +513,18 @@ class MuxController:
     def identify(self) -> McuIdentity:
         """``IDN?``: firmware and boards present; checks the expected boards are there."""
         fields = parse_fields(self.transact("IDN?"))
+        if fields.get("proto") != PROTOCOL:
+            raise IdentityError(self.name, f"MCU speaks protocol {fields.get('proto', '1')}, "
+                                f"this host needs version {PROTOCOL} (MCU-paced tables)")
         try:
             firmware, _, version = fields["fw"].partition("/")
             boards = tuple(sorted(int(b) for b in fields["boards"].split(",") if b))
-            identity = McuIdentity(firmware, version, boards, int(fields["table"]))
+            outs, _, ins = fields["trig"].partition("/")
+            identity = McuIdentity(firmware, version, boards, int(fields["table"]),
+                                   int(fields["rx"]), int(outs), int(ins))
         except (KeyError, ValueError) as exc:
             raise IdentityError(self.name, f"unexpected IDN? reply {fields}") from exc
+        self.max_frame = min(self.max_frame, identity.rx)
         if self.expected_boards is not None:
             missing = sorted(set(self.expected_boards) - set(boards))
             if missing:
@@ -492,7 +598,7 @@ class MuxController:
         self._verified = None
         self._table = None
         self.transact("TBL CLR")
-        for command in pack_table(routes):
+        for command in pack_table(routes, self.max_frame - FRAME_OVERHEAD):
             self.transact(command)
         fields = parse_fields(self.transact("TBL CRC"))
         expected = (str(len(routes)), f"{table_crc(routes):04X}")
@@ -503,32 +609,47 @@ class MuxController:
                              f"crc={expected[1]}; table cleared")
         self._table = routes
 
-    def arm_table(self) -> None:
-        """Apply entry 0 and let triggers advance; only a verified table may be armed."""
-        if not self._table:
-            raise RouteError(self.name, "refusing to arm an unverified or empty table")
-        self._verified = None
-        self.transact("TBL ARM")
+    def pace(self, pacing: Pacing) -> None:
+        """``TBL CFG``, sent only when the pacing changes."""
+        if pacing != self._pacing:
+            self._pacing = None
+            self.transact(pacing.command)
+            self._pacing = pacing
 
-    def trigger(self) -> None:
-        """Software trigger (same as an edge on TRIG IN)."""
+    def run_table(self, pacing: Pacing, expected_edges: int) -> TableStatus:
+        """Run the verified table with ``pacing`` and wait for it to end; raise
+        :class:`RouteError` (switches opened) unless it ran to its end with exactly
+        ``expected_edges`` trigger edges received during the run and none before or after."""
+        if not self._table:
+            raise RouteError(self.name, "refusing to run an unverified or empty table")
+        self.pace(pacing)
         self._verified = None
-        self.transact("TRG")
+        n = len(self._table)
+        self.transact("TBL RUN")
+        duration = pacing.seconds(n)
+        deadline = time.monotonic() + 2 * duration + 1.0
+        if duration > 1e-3:
+            time.sleep(duration)
+        status = self.table_status()
+        while status.state == "running":
+            if time.monotonic() > deadline:
+                self._force_open()
+                raise RouteError(self.name, f"table still running at entry {status.pos} of "
+                                 f"{n} after {2 * duration + 1.0:.3g} s; switches opened")
+            time.sleep(min(0.01, duration / 10))
+            status = self.table_status()
+        problem = status.problem(expected_edges)
+        if problem is not None:
+            self._force_open()
+            raise RouteError(self.name, f"{problem}; batch discarded, switches opened")
+        return status
 
     def table_status(self) -> TableStatus:
-        fields = parse_fields(self.transact("TBL STAT"))
+        text = self.transact("TBL STAT")
         try:
-            return TableStatus(fields["state"], int(fields["pos"]), int(fields["len"]))
+            return TableStatus.parse(text)
         except (KeyError, ValueError) as exc:
-            raise MuxLinkError(self.name, f"unreadable TBL STAT reply {fields}") from exc
-
-    def check_table_done(self) -> TableStatus:
-        """Raise :class:`RouteError` unless the armed table ran to its end."""
-        status = self.table_status()
-        if status.state != "done" or status.pos != status.length:
-            raise RouteError(self.name, f"table ended {status.state} at entry {status.pos} of "
-                             f"{status.length}")
-        return status
+            raise MuxLinkError(self.name, f"unreadable TBL STAT reply {text!r}") from exc
 
     # -- host watchdog ------------------------------------------------------------------------
 
@@ -575,8 +696,10 @@ class MuxController:
     # -- lifetime -----------------------------------------------------------------------------
 
     def _force_open(self) -> None:
-        """``OPEN`` without read-back (used while already failing)."""
+        """``OPEN`` without read-back (used while already failing); the table may not run
+        again."""
         self._verified = None
+        self._table = None
         with contextlib.suppress(MuxLinkError, MuxCommandError, InstrumentConnectionError):
             self.transact("OPEN")
 

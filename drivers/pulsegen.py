@@ -7,8 +7,15 @@ that matters for the cells lives here once:
   generator left at its 50 ohm default drives twice the programmed voltage into a 1T1R cell;
 * every level, width and edge is checked against the model's range and the bench's limits before
   the first byte of a configuration goes out;
-* a RESET is a negative pulse from 0 V (levels 0 / -V with the output inverted about the offset),
-  and levels only change while the output is off.
+* a RESET is a negative pulse from 0 V (levels 0 / -V with the output inverted about the offset);
+* each edge on the external trigger input fires exactly one pulse: the bench's MCU raises that
+  edge once the route of the pulse is set, read back and settled (``docs/timing.md``), so no
+  generator needs to step anything. No bus trigger, no burst of several pulses: a 33500B raises
+  its trigger output once per *burst* (Operating and Service Guide, p. 264), so a burst of N
+  pulses can never step N routes;
+* levels change with the output left on (no relay cycling per polarity change), which is safe
+  only while every switch is open: the caller reconfigures between tables, when the MCU has
+  opened everything.
 """
 
 from __future__ import annotations
@@ -52,16 +59,15 @@ class PulseShape:
 
     voltage: float  # V, signed: > 0 SET, < 0 RESET
     width: float  # s
-    count: int  # pulses per trigger
     edge: float  # s, leading and trailing
-    period: float  # s, pulse spacing within a burst
+    period: float  # s, the waveform period (one pulse per trigger; must exceed width + edges)
 
 
 class PulseGenerator(SCPIInstrument):
-    """A SCPI pulse generator firing triggered bursts of identical pulses on one channel.
+    """A SCPI pulse generator firing one pulse per edge on its external trigger input.
 
-    Typical use: ``setup()`` once, then ``configure_pulse(1.8, 1e-6)`` and ``fire()`` per
-    transaction; ``configure_pulse`` writes nothing when the shape is unchanged.
+    Typical use: ``setup()`` once, then ``configure_pulse(1.8, 1e-6)`` (with every switch open)
+    and ``arm()`` per table; ``configure_pulse`` writes nothing when the shape is unchanged.
     """
 
     MIN_WIDTH: ClassVar[float]
@@ -71,7 +77,7 @@ class PulseGenerator(SCPIInstrument):
     MAX_LEVEL: ClassVar[float]
     DEFAULT_PERIOD: ClassVar[float]  # pulse period after *RST
     HIGH_Z: ClassVar[str]  # what to write to select a high-impedance load
-    SETUP: ClassVar[tuple[str, ...]]  # pulse function, one-shot burst on bus trigger
+    SETUP: ClassVar[tuple[str, ...]]  # pulse function, one pulse per rising external edge
 
     # declared per model
     load: Control
@@ -82,7 +88,6 @@ class PulseGenerator(SCPIInstrument):
     width: Control
     period: Control
     edge: Control
-    burst_count: Control
 
     def __init__(self, resource: Any, *, limits: PulseLimits, **kwargs: Any) -> None:
         super().__init__(resource, limits=limits, **kwargs)
@@ -91,8 +96,8 @@ class PulseGenerator(SCPIInstrument):
         self._output_on = False
 
     def setup(self) -> None:
-        """Reset, select high-impedance load (verified), pulse function, one-shot burst on a bus
-        trigger, output off."""
+        """Reset, select high-impedance load (verified), pulse function, one pulse per rising
+        edge on the external trigger input, output off."""
         self.reset()
         self._shape, self._high_z, self._output_on = None, False, False
         self.ensure_high_z()
@@ -100,6 +105,16 @@ class PulseGenerator(SCPIInstrument):
             for command in self.SETUP:
                 self.write(self.expand(command))
             self.output = False
+
+    SYNC_ON: ClassVar[tuple[str, ...]] = ()  # a sync output marking each pulse, if the model has
+
+    def enable_sync(self) -> None:
+        """Turn on the output that marks each pulse (wired to the MCU to count them)."""
+        if not self.SYNC_ON:
+            raise LimitError(self.name, "this model has no confirmed sync output command")
+        with self.configuring():
+            for command in self.SYNC_ON:
+                self.write(self.expand(command))
 
     def ensure_high_z(self) -> None:
         """Write the high-impedance load setting and read it back; :class:`LoadError` unless it
@@ -117,18 +132,17 @@ class PulseGenerator(SCPIInstrument):
         voltage: float,
         width: float,
         *,
-        count: int = 1,
         edge: float | None = None,
         period: float | None = None,
     ) -> None:
-        """Configure ``count`` pulses of ``voltage`` (signed) and ``width`` per trigger.
+        """Configure one pulse of ``voltage`` (signed) and ``width`` per trigger edge.
 
-        Every value is validated before anything is written; the output is turned off before
-        levels change and left off (``fire`` turns it on).
+        Every value is validated before anything is written. The output is left as it is: call
+        only with every switch open (the source bus then reaches no cell while levels move).
         """
         edge = self.MIN_EDGE if edge is None else edge
         period = 2 * (width + edge) if period is None else period
-        shape = PulseShape(float(voltage), float(width), int(count), float(edge), float(period))
+        shape = PulseShape(float(voltage), float(width), float(edge), float(period))
         if shape == self._shape:
             return
         top, bottom = (shape.voltage, 0.0) if shape.voltage >= 0 else (0.0, shape.voltage)
@@ -145,28 +159,23 @@ class PulseGenerator(SCPIInstrument):
         if shape.period < previous:
             timing.reverse()
         settings = [("polarity", "INV" if shape.voltage < 0 else "NORM"), *levels, *timing,
-                    ("edge", shape.edge), ("burst_count", shape.count)]
+                    ("edge", shape.edge)]
         commands = [self.command_for(name, value) for name, value in settings]
         if not self._high_z:
             self.ensure_high_z()
         with self.configuring():
-            if self._output_on:
-                self.output = False
-                self._output_on = False
             for command in commands:
                 self.write(command)
         self._shape = shape
 
-    def fire(self) -> None:
-        """One bus trigger: the configured burst, waited for with ``*OPC?``."""
+    def arm(self) -> None:
+        """Output on, ready for trigger edges (written only when it is off)."""
         if self._shape is None:
-            raise RuntimeError(f"{self.name}: fire() before configure_pulse()")
+            raise RuntimeError(f"{self.name}: arm() before configure_pulse()")
         if not self._output_on:
             with self.configuring():
                 self.output = True
             self._output_on = True
-        self.write("*TRG")
-        self.wait()
 
     def output_off(self) -> None:
         """Output off (safe state); always written, whatever the driver believes."""

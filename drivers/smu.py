@@ -3,12 +3,15 @@
 The bench uses an SMU to force a small read voltage on the selected bit lines and measure the
 current out of the selected source line. Every source level and current limit is checked against
 the bench's limits before a byte is written. List sweeps put many reads in one transaction: the
-list is loaded, the sweep runs on the instrument, and all readings come back in one buffered
-fetch.
+list is loaded and armed, every point waits for an edge on the SMU's trigger input (raised by
+the bench's MCU once the point's route is set, read back and settled), the SMU's trigger output
+answers each measurement *after* it ends, and all readings come back in one buffered fetch once
+the instrument reports its trigger system idle.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,7 +35,8 @@ class SourceMeter(SCPIInstrument):
 
     Models declare the settings (``source_voltage``, ``voltage_range``, ``current_limit``,
     ``current_range``, ``nplc``, ``output``) and the command sequences below; ``{ch}`` is the
-    channel, ``{n}`` the number of points and ``{delay}`` the per-point source delay.
+    channel, ``{n}`` the number of points, ``{line}`` a digital line and ``{width}`` a trigger
+    output pulse width.
     """
 
     SETUP: ClassVar[tuple[str, ...]]  # source V, sense I, fixed ranges
@@ -42,18 +46,20 @@ class SourceMeter(SCPIInstrument):
     LIST_APPEND: ClassVar[str]  # further chunks
     LIST_CHUNK: ClassVar[int] = 100  # values per command
     MAX_LIST: ClassVar[int]
-    LIST_RUN: ClassVar[tuple[str, ...]]  # start the sweep and wait for it
-    LIST_RUN_TRIGGERED: ClassVar[tuple[str, ...] | None] = None  # same, pulsing the trigger
-    # output after every measurement, when the plain sweep cannot (None: LIST_RUN does)
-    TRIGGER_OUT: ClassVar[tuple[str, ...]]  # route a pulse per measurement to line {line}
-    TRIGGER_LINES: ClassVar[range]  # digital lines that can carry it
+    LIST_ARM: ClassVar[tuple[str, ...]]  # n points, each on an edge at line {line}; start
+    TRIGGER_IN: ClassVar[tuple[str, ...]]  # line {line} as a rising-edge trigger input
+    COMPLETE_OUT: ClassVar[tuple[str, ...]]  # line {line} pulses {width} after each measurement
+    TRIGGER_LINES: ClassVar[range]  # digital lines / pins that can do either
     LIST_FETCH: ClassVar[str]  # one query returning every reading
     LIST_END: ClassVar[tuple[str, ...]]  # back to spot mode
+    ABORT: ClassVar[str]  # stop a running sweep or trigger model
+    COMPLETE_WIDTH: ClassVar[float] = 10e-6  # s, trigger output pulse
 
     def __init__(self, resource: Any, *, limits: SourceLimits, **kwargs: Any) -> None:
         super().__init__(resource, limits=limits, **kwargs)
         self._nplc = 1.0
         self.trigger_line: int | None = None
+        self.complete_line: int | None = None
 
     def setup(
         self,
@@ -63,32 +69,39 @@ class SourceMeter(SCPIInstrument):
         current_range: float,
         nplc: float,
         voltage_range: float = 2.0,
-        trigger_out: int | None = None,
+        trigger_in: int | None = None,
+        complete_out: int | None = None,
     ) -> None:
         """Reset and configure a fixed-range voltage source / current measurement, output off.
         All values are checked before the first byte.
 
-        ``trigger_out``: a digital line that pulses after every measurement of a list sweep;
-        wired to the MCU's TRIG IN it steps the MCU's route table in step with the sweep, so a
-        batch of MAC reads needs no serial round trip per read."""
+        ``trigger_in``: the digital line on which each point of a list sweep waits for a
+        rising edge (wired from the MCU's TRIG OUT); ``complete_out``: a line that pulses
+        high after every measurement of a list sweep (wired to the MCU's TRIG IN), so the MCU
+        moves the switches only once the aperture has ended."""
         settings = [("voltage_range", voltage_range), ("current_limit", current_limit),
                     ("current_range", current_range), ("nplc", nplc),
                     ("source_voltage", voltage)]
         commands = [self.command_for(name, value) for name, value in settings]
-        if trigger_out is not None and trigger_out not in self.TRIGGER_LINES:
-            raise LimitError(self.name, f"no digital line {trigger_out} (lines "
-                             f"{self.TRIGGER_LINES.start}-{self.TRIGGER_LINES.stop - 1})")
+        lines = [line for line in (trigger_in, complete_out) if line is not None]
+        for line in lines:
+            if line not in self.TRIGGER_LINES:
+                raise LimitError(self.name, f"no digital line {line} (lines "
+                                 f"{self.TRIGGER_LINES.start}-{self.TRIGGER_LINES.stop - 1})")
+        if len(set(lines)) < len(lines):
+            raise LimitError(self.name, f"line {lines[0]} cannot be trigger input and output")
+        width = {"width": format_number(self.COMPLETE_WIDTH)}
+        for line, block in ((trigger_in, self.TRIGGER_IN), (complete_out, self.COMPLETE_OUT)):
+            if line is not None:
+                commands += [self._fill(c, {"line": str(line), **width}) for c in block]
         self.reset()
         with self.configuring():
             for command in self.SETUP:
                 self.write(self.expand(command))
             for command in commands:
                 self.write(command)
-            if trigger_out is not None:
-                for command in self.TRIGGER_OUT:
-                    self.write(self._fill(command, {"line": str(int(trigger_out))}))
         self._nplc = nplc
-        self.trigger_line = trigger_out
+        self.trigger_line, self.complete_line = trigger_in, complete_out
 
     def output_on(self) -> None:
         with self.configuring():
@@ -99,13 +112,21 @@ class SourceMeter(SCPIInstrument):
         with self.configuring():
             self.output = False
 
+    def abort(self) -> None:
+        """Stop a running sweep or trigger model (before the output can go off)."""
+        self.write(self.expand(self.ABORT))
+
     def measure_current(self) -> float:
         """One spot measurement at the programmed source voltage, A."""
         return float(self.query(self.expand(self.MEASURE)))
 
-    def run_list(self, voltages: Sequence[float] | np.ndarray, *, delay: float = 0.0) -> np.ndarray:
-        """Source each voltage in turn, measure after ``delay`` s, and return every current (A)
-        from one buffered fetch. The sweep's duration is added to the timeout of the fetch."""
+    def arm_list(self, voltages: Sequence[float] | np.ndarray) -> int:
+        """Load ``voltages`` and start a sweep whose every point waits for a rising edge on
+        the trigger input line; returns the number of points. Nothing is measured until the
+        edges come."""
+        if self.trigger_line is None:
+            raise LimitError(self.name, "no trigger input line set up: a list sweep would "
+                             "have nothing to pace it")
         values = np.asarray(voltages, dtype=float).ravel()
         if not 1 <= values.size <= self.MAX_LIST:
             raise LimitError(self.name, f"list of {values.size} points; 1..{self.MAX_LIST} allowed")
@@ -116,24 +137,35 @@ class SourceMeter(SCPIInstrument):
         n = values.size
         texts = [format_number(v) for v in values]
         chunks = [",".join(texts[i:i + self.LIST_CHUNK]) for i in range(0, n, self.LIST_CHUNK)]
-        fill = {"n": str(n), "delay": format_number(delay)}
+        fill = {"n": str(n), "line": str(self.trigger_line)}
         with self.configuring():
             for command in self.LIST_BEGIN:
                 self.write(self._fill(command, fill))
             self.write(self.expand(self.LIST_LOAD).format(chunks[0]))
             for chunk in chunks[1:]:
                 self.write(self.expand(self.LIST_APPEND).format(chunk))
-            run = self.LIST_RUN
-            if self.trigger_line is not None and self.LIST_RUN_TRIGGERED is not None:
-                run = self.LIST_RUN_TRIGGERED
-            for command in run:
+            for command in self.LIST_ARM:
                 self.write(self._fill(command, fill))
-            sweep_s = n * (delay + self._nplc / 50.0 + 1e-3)  # 50 Hz: the slower line
-            self.resource.timeout = (self.timeout + sweep_s) * 1000.0
-            try:
-                currents = self.query_floats(self._fill(self.LIST_FETCH, fill))
-            finally:
-                self.resource.timeout = self.timeout * 1000.0
+        return n
+
+    def wait_idle(self) -> None:
+        """Return once the sweep has ended (per model: :meth:`_idle`), or raise after the
+        timeout."""
+        deadline = time.monotonic() + self.timeout
+        while not self._idle():
+            if time.monotonic() > deadline:
+                raise InstrumentError(self.name, f"sweep still running after {self.timeout} s")
+            time.sleep(0.001)
+
+    def _idle(self) -> bool:
+        raise NotImplementedError
+
+    def fetch_list(self, n: int) -> np.ndarray:
+        """Every reading of the sweep armed with :meth:`arm_list` (A), once it is idle."""
+        self.wait_idle()
+        fill = {"n": str(n)}
+        with self.configuring():
+            currents = self.query_floats(self._fill(self.LIST_FETCH, fill))
             for command in self.LIST_END:
                 self.write(self._fill(command, fill))
         if currents.size != n:

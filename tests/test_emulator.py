@@ -10,9 +10,10 @@ from drivers.mcu import decode_frame, encode_frame
 from hil.bench import load_bench
 from hil.emulator import EmulatedBench
 from hil.emulator.generators import Keysight33500B, Keysight81160A
-from hil.emulator.mcu import McuEmulator
-from hil.emulator.model import BenchModel
+from hil.emulator.mcu import RX_LIMIT, McuEmulator
+from hil.emulator.model import BenchModel, Wire
 from hil.emulator.smus import OVERFLOW, Keithley2450, KeysightB2900
+from hil.emulator.timeline import violations
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +108,10 @@ def test_81160a_manual_arm_fires_trigger_count(model):
         ":PULS:PER1 1e-5", ":PULS:WIDT1 1e-6", ":ARM:SOUR1 MAN", ":TRIG1:COUN 3", ":OUTP1 ON")
     assert float(gen.handle(":OUTP1:LOAD?")) >= 1e6
     gen.handle("*TRG")
+    gen.handle(":OUTP1?")  # a host message later (50 us of bench time): the burst is over
     assert [p.devices for p in model.pulses] == [(dev,)] * 3
     assert gen.handle("SYST:ERR?") == '+0,"No error"'
-    ask(gen, ":OUTP1:LOAD 50", "*TRG")
+    ask(gen, ":OUTP1:LOAD 50", "*TRG", ":OUTP1?")
     assert model.pulses[-1].voltage == pytest.approx(3.6)
 
 
@@ -140,40 +142,6 @@ def test_smu_reads_connected_cells_with_compliance_and_range(model, cls):
     assert smu.handle(":OUTP1?") == "0"
 
 
-def test_list_sweeps_step_the_mcu_table_only_with_trigger_output(model):
-    mcu = McuEmulator(model)
-    devs = [model.bench.devices([1], [r], [4])[0] for r in (1, 2, 3)]
-    for i, text in enumerate(["MAC 1:4:001", "MAC 1:4:002", "MAC 1:4:004"]):
-        mcu.execute(f"TBL SET {i} {text}")
-    expected = 0.2e-6 * model.sim.apparent(model.conductance(devs))
-    k2450 = (Keithley2450(model), [":SOUR:LIST:VOLT 0.2,0.2,0.2", ":DIG:LINE1:MODE TRIG, OUT",
-                                   ":TRIG:DIG1:OUT:STIM NOT1", ':TRIG:LOAD "Empty"',
-                                   ':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"',
-                                   ":TRIG:BLOC:DEL:CONS 2, 0", ":TRIG:BLOC:MEAS 3",
-                                   ":TRIG:BLOC:NOT 4, 1",
-                                   ':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"',
-                                   ":TRIG:BLOC:BRAN:COUN 6, 3, 2"], ":INIT",
-             ':TRAC:DATA? 1, 3, "defbuffer1", READ')
-    b2900 = (KeysightB2900(model), [":SOUR1:LIST:VOLT 0.2,0.2,0.2", ":SOUR1:VOLT:MODE LIST",
-                                    ":TRIG1:COUN 3", ":TRIG1:ACQ:TOUT:SIGN EXT1",
-                                    ":TRIG1:ACQ:TOUT ON"], ":INIT (@1)", ":FETC:ARR:CURR? (@1)")
-    for smu, setup, run, fetch in (k2450, b2900):
-        ask(smu, ":OUTP1 ON", *setup)
-        mcu.execute("TBL ARM")
-        smu.handle(run)
-        values = np.array([float(v) for v in smu.handle(fetch).split(",")])
-        np.testing.assert_allclose(values, expected, rtol=0.1)
-        assert mcu.execute("TBL STAT") == "state=done pos=3 len=3"
-        assert model.all_open()
-        assert smu.handle(":SYST:ERR?").split(",")[0] in ("0", "+0")
-    # the 2450's built-in list sweep raises no event per point: the table stays on entry 0
-    smu = Keithley2450(model)
-    ask(smu, ":OUTP ON", ":SOUR:LIST:VOLT 0.2,0.2,0.2", ":SOUR:SWE:VOLT:LIST 1, 0")
-    mcu.execute("TBL ARM")
-    smu.handle(":INIT")
-    assert mcu.execute("TBL STAT") == "state=armed pos=0 len=3"
-
-
 # ---- MCU ------------------------------------------------------------------------------------
 
 
@@ -184,21 +152,259 @@ def frame(mcu, seq, text):
 
 def test_mcu_routes_read_back_and_refusals(model):
     mcu = McuEmulator(model)
-    assert frame(mcu, 0, "IDN?")[1].startswith("OK fw=hil-mux/1.0 boards=1,2,3")
+    assert frame(mcu, 0, "IDN?")[1].startswith("OK fw=hil-mux/2.0 proto=2 boards=1,2,3")
     assert frame(mcu, 1, "SEL 3 2 5") == (1, "OK")
     assert frame(mcu, 2, "STATE?") == (2, "OK 3:010:002:010:000")
     assert model.pulse_cells().tolist() == [2 * 120 + 1 * 10 + 4]
     assert frame(mcu, 3, "PUL 3:5:001 3:6:001")[1] == "ERR 5 conflict"
     assert frame(mcu, 4, "MAC 99:1:001")[1] == "ERR 4 board"
     assert frame(mcu, 5, "FROB")[1] == "ERR 2 unknown"
-    assert frame(mcu, 6, "STATE?") == (6, "OK 3:010:002:010:000"), "refusals change nothing"
-    assert frame(mcu, 7, "TBL SCAN 0 MAC 1-3 1:003 2:001") == (7, "OK")
-    assert frame(mcu, 8, "TBL GET 2")[1] == "OK MAC 1:3:003 2:3:001"
-    assert frame(mcu, 9, "TBL ARM") == (9, "OK")
-    assert frame(mcu, 10, "SEL 1 1 1")[1] == "ERR 8 busy"
-    for seq in (11, 12, 13):
-        frame(mcu, seq, "TRG")
-    assert frame(mcu, 14, "TBL STAT")[1] == "OK state=done pos=3 len=3"
+    for seq, v1 in ((6, "TBL ARM"), (7, "TRG")):
+        assert frame(mcu, seq, v1)[1] in ("ERR 1 syntax", "ERR 2 unknown"), "gone in v2"
+    assert frame(mcu, 8, "STATE?") == (8, "OK 3:010:002:010:000"), "refusals change nothing"
+    assert frame(mcu, 9, "TBL SCAN 0 MAC 1-3 1:003 2:001") == (9, "OK")
+    assert frame(mcu, 10, "TBL GET 2")[1] == "OK MAC 1:3:003 2:3:001"
+    assert frame(mcu, 11, "TBL RUN")[1] == "ERR 6 table", "no pacing configured yet"
+    assert frame(mcu, 12, "TBL CFG out=1 in=0 wait=edge settle=20 tout=2 time=5")[1] == \
+        "ERR 1 syntax"
+    assert frame(mcu, 13, "TBL CFG out=3 in=0 wait=dwell settle=20 tout=2 time=5")[1] == \
+        "ERR 3 range"
+    assert frame(mcu, 14, "TBL CFG out=1 in=0 wait=dwell settle=20 tout=2 time=5") == (14, "OK")
+    assert frame(mcu, 15, "TBL CFG?")[1] == "OK out=1 in=0 wait=dwell settle=20 tout=2 time=5"
+    assert frame(mcu, 16, "TBL RUN") == (16, "OK")
+    assert frame(mcu, 17, "TBL STAT")[1] == ("OK state=done pos=3 len=3 out=3 before=0 "
+                                             "during=0 after=0 why=none")
+    assert model.all_open()
+
+
+def test_mcu_ignores_an_empty_line_and_refuses_frames_over_its_buffer(model):
+    mcu = McuEmulator(model)
+    assert mcu.respond(b"") is None and mcu.respond(b"\r") is None
+    long = encode_frame(1, "TBL SET 0 " + ";".join(["PUL 1:1:001"] * 30)).rstrip(b"\n")
+    assert len(long) > RX_LIMIT
+    assert decode_frame(mcu.respond(long)) == (1, "NAK LONG")
+
+
+def wired(model, *wires):
+    model.wires = tuple(Wire(*w) for w in wires)
+
+
+SETTLE, TOUT = 20, 2
+
+
+def pace(mcu, routes, out=1, in_=0, wait="dwell", time=5, settle=SETTLE):
+    for i, text in enumerate(routes):
+        assert mcu.execute(f"TBL SET {i} {text}") == ""
+    mcu.execute(f"TBL CFG out={out} in={in_} wait={wait} settle={settle} tout={TOUT} "
+                f"time={time}")
+    mcu.execute("TBL RUN")
+    return dict(kv.split("=") for kv in mcu.execute("TBL STAT").split())
+
+
+GEN_WIRE = ("generator_trigger", "mcu.out1", "generator.trig_in")
+
+
+def test_33500b_steps_one_route_per_pulse_only_when_mcu_paced(model):
+    """Finding 1: a bus-triggered burst raises one trigger-out edge (at its start) and only with
+    OUTP:TRIG ON; the MCU-paced table fires one pulse per entry on its own route."""
+    wired(model, GEN_WIRE, ("generator_out", "generator.trig_out", "mcu.in2"))
+    model.timeline = []
+    mcu, gen = McuEmulator(model), Keysight33500B(model)
+    cells = ["PUL 1:4:001", "PUL 1:5:001", "PUL 1:6:001"]
+    configure(gen, 1.8, 0)  # the old driver's set-up: bus trigger, trigger output never on
+    ask(gen, "BURS:NCYC 3", "*TRG", "OUTP?")
+    assert not [e for e in model.timeline if e[2] == "edge"], "OUTP:TRIG off: no edge at all"
+    ask(gen, "OUTP:TRIG ON", "*TRG", "OUTP?")
+    edges = [e for e in model.timeline if e[2] == "edge"]
+    assert len(edges) == 1, "one trigger-out edge per burst of 3, never one per pulse"
+    model.pulses.clear()
+    ask(gen, "BURS:NCYC 1", "TRIG:SOUR EXT", "OUTP:TRIG OFF")
+    stat = pace(mcu, cells, time=4)
+    assert stat["state"] == "done" and stat["out"] == "3"
+    hit = [model.bench.labels(np.array(p.devices)) for p in model.pulses]
+    assert [(int(h["row"][0]), int(h["col"][0])) for h in hit] == [(1, 4), (1, 5), (1, 6)]
+    assert violations(model.timeline, SETTLE * 1e-6) == []
+    ask(gen, "TRIG:SOUR BUS")  # not listening to the input: the table runs, nothing fires
+    model.pulses.clear()
+    mcu.execute("TBL CLR")
+    assert pace(mcu, cells, time=4)["state"] == "done" and model.pulses == []
+
+
+def test_timeline_shows_a_dwell_shorter_than_latency_plus_pulse(model):
+    """Finding 2: the settle-and-dwell handshake is what keeps switches still during a pulse;
+    paced too tightly, the timeline shows the switch moving inside the pulse."""
+    wired(model, GEN_WIRE)
+    model.timeline = []
+    mcu, gen = McuEmulator(model), Keysight33500B(model)
+    configure(gen, 1.8, 0)
+    ask(gen, "TRIG:SOUR EXT")
+    pace(mcu, ["PUL 1:4:001", "PUL 1:5:001"], time=1, settle=0)
+    assert violations(model.timeline, SETTLE * 1e-6)
+    model.timeline = []
+    mcu.execute("TBL CLR")
+    pace(mcu, ["PUL 1:4:001", "PUL 1:5:001"], time=4)
+    assert violations(model.timeline, SETTLE * 1e-6) == []
+
+
+B2900_NEW = [":SOUR:DIG:EXT1:FUNC TINP", ":SOUR:DIG:EXT1:POL POS",
+             ":SOUR:DIG:EXT2:FUNC TOUT", ":SOUR:DIG:EXT2:POL POS",
+             ":SOUR:DIG:EXT2:TOUT:WIDT 1e-5", ":SOUR:DIG:EXT2:TOUT:POS AFT",
+             ":TRIG1:ACQ:TOUT:SIGN EXT2", ":TRIG1:ACQ:TOUT ON"]
+B2450_NEW = [":DIG:LINE1:MODE TRIG, IN", ":TRIG:DIG1:IN:EDGE RIS",
+             ":DIG:LINE2:MODE TRIG, OUT", ":TRIG:DIG2:OUT:LOG POS",
+             ":TRIG:DIG2:OUT:PULS 1e-5", ":TRIG:DIG2:OUT:STIM NOT1"]
+SMU_WIRES = (("smu_trigger", "mcu.out2", "smu.line1"), ("smu_complete", "smu.line2", "mcu.in1"))
+K2450_ARM = [':TRIG:LOAD "Empty"', ':TRIG:BLOC:CONF:REC 1, "VoltCustomSweepList"',
+             ":TRIG:BLOC:WAIT 2, DIGIO1", ":TRIG:BLOC:MEAS 3", ":TRIG:BLOC:NOT 4, 1",
+             ':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"', ":TRIG:BLOC:BRAN:COUN 6, 3, 2",
+             ":INIT"]
+B2900_ARM = [":SOUR1:VOLT:MODE LIST", ":TRIG1:SOUR EXT1", ":TRIG1:COUN 3", ":INIT (@1)"]
+FETCH = {Keithley2450: ':TRAC:DATA? 1, 3, "defbuffer1", READ',
+         KeysightB2900: ":FETC:ARR:CURR? (@1)"}
+
+
+def smu_read_table(model, cls, setup, arm):
+    """Three MAC reads on three single-cell routes, MCU-paced on the completion edge; returns
+    the readings, the expected currents and the table status."""
+    wired(model, *SMU_WIRES)
+    model.timeline = []
+    mcu, smu = McuEmulator(model), cls(model)
+    devs = [model.bench.devices([1], [r], [4])[0] for r in (1, 2, 3)]
+    model.sim.g[devs] = [20.0, 120.0, 300.0]
+    expected = 0.2e-6 * model.sim.apparent(model.conductance(devs))
+    nplc = ":SENS:CURR:NPLC 0.01" if cls is Keithley2450 else ":SENS1:CURR:NPLC 0.01"
+    ask(smu, ":OUTP1 ON", nplc, *setup, ":SOUR1:LIST:VOLT 0.2,0.2,0.2", *arm)
+    stat = pace(mcu, ["MAC 1:4:001", "MAC 1:4:002", "MAC 1:4:004"], out=2, in_=1, wait="edge",
+                time=2000)
+    reply = smu.handle(FETCH[cls])
+    values = np.array([float(v) for v in reply.split(",")]) if reply else np.zeros(0)
+    return values, expected, stat, smu
+
+
+@pytest.mark.parametrize("cls,setup,arm", [(Keithley2450, B2450_NEW, K2450_ARM),
+                                           (KeysightB2900, B2900_NEW, B2900_ARM)])
+def test_smu_read_tables_land_each_reading_on_its_route(model, cls, setup, arm):
+    values, expected, stat, smu = smu_read_table(model, cls, setup, arm)
+    np.testing.assert_allclose(values, expected, rtol=0.1)
+    assert (stat["state"], stat["during"], stat["after"]) == ("done", "3", "0")
+    assert violations(model.timeline, SETTLE * 1e-6) == []
+    assert smu.handle(":SYST:ERR?").split(",")[0] in ("0", "+0")
+
+
+def test_b2900_pin_not_in_tout_raises_nothing_and_bef_shifts_readings(model):
+    """Finding 3: the old set-up (ACQ:TOUT routed, pin left at its default function) raises no
+    edge, so an edge-paced table times out on entry 0; a pin pulsing before the measurement
+    steps the switches during every aperture."""
+    old = [":SOUR:DIG:EXT1:FUNC TINP", ":SOUR:DIG:EXT1:POL POS",
+           ":TRIG1:ACQ:TOUT:SIGN EXT2", ":TRIG1:ACQ:TOUT ON"]
+    values, _, stat, _ = smu_read_table(model, KeysightB2900, old, B2900_ARM)
+    assert (stat["state"], stat["why"], stat["pos"]) == ("fault", "timeout", "0")
+    before = [c.replace("POS AFT", "POS BEF") for c in B2900_NEW]
+    values, expected, stat, _ = smu_read_table(BenchModel(model.bench, seed=1), KeysightB2900,
+                                               before, B2900_ARM)
+    assert not np.allclose(values[:2], expected[:2], rtol=0.1), "each reading is a route late"
+
+
+def test_2450_negative_logic_steps_at_the_end_of_the_output_pulse(model):
+    """Finding 4: with the default (negative) logic the completion edge comes a pulse width
+    after the measurement; set positive, it comes when the aperture ends."""
+    for logic, late in (("NEG", 1e-5), ("POS", 0.0)):
+        setup = [c.replace("LOG POS", f"LOG {logic}") for c in B2450_NEW]
+        m = BenchModel(model.bench, seed=1)
+        smu_read_table(m, Keithley2450, setup, K2450_ARM)
+        ends = [t for t, s, e, _ in m.timeline if e == "aperture_end"]
+        edges = [t for t, s, e, x in m.timeline if e == "edge" and x == "smu_complete"]
+        assert len(ends) == len(edges) == 3
+        assert np.allclose(np.array(edges) - np.array(ends), late)
+
+
+def test_b2900_opc_does_not_wait_for_the_sweep_and_a_fetch_comes_up_short(model):
+    """Finding 5: ``*WAI`` (and ``*OPC?``) return while the sweep still runs on the B2900, so
+    the old INIT / *WAI / FETC gets fewer readings; polling the idle bits gets them all."""
+    smu = KeysightB2900(model)
+    ask(smu, ":OUTP1 ON", ":SENS1:CURR:NPLC 1", ":SOUR1:LIST:VOLT 0.2,0.2,0.2",
+        ":SOUR1:VOLT:MODE LIST", ":TRIG1:SOUR AINT", ":TRIG1:COUN 3", ":INIT (@1)", "*WAI")
+    assert smu.handle("*OPC?") == "1"
+    early = smu.handle(":FETC:ARR:CURR? (@1)")
+    assert early is None or len(early.split(",")) < 3, "fetched before the sweep ended"
+    for _ in range(10_000):
+        if int(smu.handle(":STAT:OPER:COND?")) & 18 == 18:
+            break
+    assert len(smu.handle(":FETC:ARR:CURR? (@1)").split(",")) == 3
+
+
+def test_2450_plain_list_sweep_delay_is_zero_or_at_least_50_us(model):
+    """Finding 6: the plain list sweep's delay is 0 or 50 us to 10 ks."""
+    smu = Keithley2450(model)
+    ask(smu, ":SOUR:LIST:VOLT 0.2,0.2", ":SOUR:SWE:VOLT:LIST 1, 2e-05")
+    assert smu.handle(":SYST:ERR?").startswith("-222")
+    ask(smu, ":SOUR:SWE:VOLT:LIST 1, 0", ":SOUR:SWE:VOLT:LIST 1, 5e-05")
+    assert smu.handle(":SYST:ERR?").startswith("0,")
+
+
+@pytest.mark.parametrize("cls,arm,abort", [(Keithley2450, K2450_ARM, ":ABOR"),
+                                           (KeysightB2900, B2900_ARM, ":ABOR:ALL (@1)")])
+def test_output_stays_on_behind_a_waiting_sweep_until_aborted(model, cls, arm, abort):
+    """Finding 7: a sweep waiting for edges refuses OUTP OFF; :ABOR ends it first."""
+    smu = cls(model)
+    setup = B2450_NEW if cls is Keithley2450 else B2900_NEW
+    ask(smu, ":OUTP1 ON", *setup, ":SOUR1:LIST:VOLT 0.2,0.2,0.2", *arm, ":OUTP1 OFF")
+    assert smu.handle(":OUTP1?") == "1" and smu.handle(":SYST:ERR?").startswith(("-221", "+-"))
+    ask(smu, abort, ":OUTP1 OFF")
+    assert smu.handle(":OUTP1?") == "0"
+
+
+def test_2450_wai_holds_the_connection_until_the_trigger_model_ends(model):
+    """A *WAI behind a trigger model waiting for edges holds every later command (as on the
+    instrument); ending the model (here :ABOR from another link) releases it."""
+    import threading
+
+    smu = Keithley2450(model)
+    ask(smu, ":OUTP ON", *B2450_NEW, ":SOUR:LIST:VOLT 0.2,0.2,0.2", *K2450_ARM)
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (smu.handle("*WAI;:OUTP OFF"), done.set()))
+    waiter.start()
+    assert not done.wait(0.3), "OUTP OFF waits behind *WAI"
+    smu.handle(":ABOR")
+    assert done.wait(5)
+    waiter.join(5)
+    assert smu.handle(":OUTP?") == "0"
+
+
+def test_81160a_opc_answers_before_the_burst_ends_33500b_after(model):
+    """Finding 8: nothing confirms the 81160A's *OPC? waits for a burst: the emulator answers at
+    once (the stricter case), the 33500B's documented wait holds."""
+    gen = Keysight81160A(model)
+    route_one(model)
+    ask(gen, ":FUNC1 PULS", ":OUTP1:LOAD 1000000", ":VOLT1:HIGH 1.8", ":VOLT1:LOW 0",
+        ":PULS:PER1 1e-3", ":PULS:WIDT1 1e-6", ":ARM:SOUR1 MAN", ":TRIG1:COUN 3", ":OUTP1 ON",
+        "*TRG;*OPC?")
+    assert len(model.pulses) == 1
+    model.advance(model.now + 1.0)  # the rest of that burst
+    model.pulses.clear()
+    gen = Keysight33500B(model)
+    configure(gen, 1.8, 0)
+    ask(gen, "FUNC:PULS:PER 1e-3", "BURS:NCYC 3", "*TRG;*OPC?")
+    assert len(model.pulses) == 3
+
+
+def test_edges_before_and_after_a_run_are_counted_and_strays_stop_it(model):
+    """Finding 10: an edge after the last entry is no longer lost (``after``), and in edge mode
+    an edge while none is awaited stops the run."""
+    mcu = McuEmulator(model)
+    stat = pace(mcu, ["MAC 1:4:001"], out=2, in_=1, wait="dwell", time=5)
+    mcu.edge_in(1, model.now + 1e-6)
+    after = dict(kv.split("=") for kv in mcu.execute("TBL STAT").split())
+    assert (stat["after"], after["after"], after["state"]) == ("0", "1", "done")
+    mcu.execute("TBL CLR")
+    mcu.edge_in(1, model.now)
+    model.advance(model.now + 1e-5)
+    stat = pace(mcu, ["MAC 1:4:001", "MAC 1:4:002"], out=2, in_=1, wait="edge", time=50)
+    assert stat["before"] == "1" and stat["why"] == "timeout"  # nothing answers out 2
+    wired(model, ("echo", "mcu.out2", "mcu.in1"), ("echo2", "mcu.out2", "mcu.in1"))
+    mcu.execute("TBL CLR")
+    stat = pace(mcu, ["MAC 1:4:001", "MAC 1:4:002"], out=2, in_=1, wait="edge", time=50)
+    assert (stat["state"], stat["why"], stat["pos"]) == ("fault", "stray", "0")  # a double edge
     assert model.all_open()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.mcu import MAX_LINE, MuxController, Route, decode_frame, encode_frame
+from drivers.mcu import MAX_LINE, MuxController, Pacing, Route, decode_frame, encode_frame
 from hil.bench import load_bench
 from hil.emulator.mcu import McuEmulator
 from hil.emulator.model import BenchModel
@@ -70,11 +70,38 @@ class Link:
         self.sock.close()
 
 
-def test_host_build_answers_every_protocol_vector(firmware) -> None:
-    link = Link(firmware)
-    wrong = [(request[:80], expected, got) for request, expected in load_vectors()
-             if (got := link.ask(request)) != expected]
-    link.close()
+def test_host_build_answers_every_protocol_vector(firmware_host) -> None:
+    """On bench time, moved on after every reply to each deadline the firmware names until it
+    names none: a table run ends before the next request, as on the Python emulator, whose runs
+    take no host time."""
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([str(firmware_host), "--port", "0", "--bench-fd",
+                             str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                            stdout=subprocess.PIPE)
+    theirs.close()
+    bench = ours.makefile("rwb")
+    try:
+        port = int(proc.stdout.readline().decode().rsplit(":", 1)[1])
+        link, wrong = Link(port), []
+        for request, expected in load_vectors():
+            if (got := link.ask(request)) != expected:
+                wrong.append((request[:80], expected, got))
+            command = b"Q\n"
+            for _ in range(100_000):  # bounded: a run of the vectors has a few dozen deadlines
+                bench.write(command)
+                bench.flush()
+                while not (answer := bench.readline()).startswith(b"N "):
+                    pass
+                if answer.split()[1] == b"-":
+                    break
+                command = b"T " + answer.split()[1] + b"\n"
+        link.close()
+    finally:
+        proc.kill()
+        proc.wait(5)
+        proc.stdout.close()
+        bench.close()
+        ours.close()
     assert wrong == []
 
 
@@ -83,6 +110,8 @@ COMMANDS = [
     "SEL 3 2 5", "PUL 1:4:0F0 2:4:00F", "MAC 13:1:FFF 17:1:01F", "SEL 41 1 1", "PUL 1:1:001 1:2:1",
     "TBL SET 0 PUL 1:1:001;MAC 2:2:002;SEL 3 3 3", "TBL SCAN 1 MAC 1-10 1:FFF 40:001",
     "TBL SET 2 OPEN;OPEN", "TBL SCAN 0 PUL 2-4 7:003;3 MAC 5-5 8:800", "WDG?", "FROB",
+    "TBL CFG out=1 in=0 wait=dwell settle=0 tout=1 time=1", "TBL CFG out=2 in=1 wait=edge",
+    "TBL CFG?",
 ]
 
 
@@ -132,55 +161,69 @@ def fuzz_stream(seed: int, frames: int) -> bytes:
 
 def test_fuzzed_link_never_executes_twice_nor_crashes_and_agrees_with_the_emulator(firmware):
     """A few thousand random and mutated frames, fed in random chunks: the firmware answers
-    every line exactly as the Python emulator does (so retransmissions, NAKs and refusals
-    agree), stays up, and a retransmitted trigger amid garbage still steps its table once."""
+    every line exactly as the Python emulator does (so retransmissions, NAKs, refusals and
+    unanswered empty lines agree), stays up, and a run's retransmitted start amid garbage gets
+    the remembered reply instead of being refused as busy by a second execution."""
     stream = fuzz_stream(seed=12, frames=3000)
     lines = stream.split(b"\n")[:-1]
     reference = McuEmulator(BenchModel(load_bench(), seed=0))
-    expected = [reference._frame(line + b"\n") for line in lines]  # noqa: SLF001
+    expected = [reference.respond(line) for line in lines]
     assert len(reference.executed) > 1000, "many frames were valid and executed"
     sock = connect(firmware)
     replies = sock.makefile("rb")
     rng, sent, lines_sent, got = random.Random(3), 0, 0, []
+    answered = [n for n, e in enumerate(expected) if e is not None]
     deadline = time.monotonic() + 60
     while sent < len(stream) and time.monotonic() < deadline:
         chunk = stream[sent:sent + rng.randint(1, 300)]
         sock.sendall(chunk)
         sent += len(chunk)
         lines_sent += chunk.count(b"\n")
-        while len(got) < lines_sent:
+        while len(got) < len(answered) and answered[len(got)] < lines_sent:
             got.append(replies.readline().rstrip(b"\n"))
     assert sent >= len(stream), "the stream went through in time"
-    mismatches = [(line[:60], e, g) for line, e, g in zip(lines, expected, got, strict=True)
-                  if e != g]
+    mismatches = [(lines[n][:60], expected[n], g) for n, g in zip(answered, got, strict=True)
+                  if expected[n] != g]
     assert mismatches == []
-    link = [encode_frame(1, "TBL SET 0 OPEN;OPEN"), encode_frame(2, "TBL ARM"),
-            encode_frame(3, "TRG"), b"3 TRG *0000\n", b"\x00\xff garbage", b"\n",
-            encode_frame(3, "TRG"), b"3 TR", b"G *", encode_frame(3, "TRG")[-5:]]
-    sock.sendall(b"\n" + encode_frame(0, "TBL CLR") + b"".join(link))  # ends a partial line
-    for _ in range(9):
-        replies.readline()
-    sock.sendall(encode_frame(4, "TBL STAT"))
-    assert decode_frame(replies.readline()) == (4, "OK state=armed pos=1 len=2")
+    run = [encode_frame(1, "TBL CLR"), encode_frame(2, "TBL SET 0 OPEN"),
+           encode_frame(3, "TBL CFG out=1 in=0 wait=dwell settle=0 tout=1 time=10000000"),
+           encode_frame(4, "TBL RUN"), b"4 TBL RUN *0000\n", b"\x00\xff garbage\n",
+           encode_frame(4, "TBL RUN"), b"4 TBL R", b"UN *", encode_frame(4, "TBL RUN")[-5:]]
+    sock.sendall(b"\n" + b"".join(run))  # the newline ends a partial line (no reply to it)
+    answers = [decode_frame(replies.readline()) for _ in range(8)]
+    assert answers[3] == answers[6] == answers[7] == (4, "OK"), answers
+    sock.sendall(encode_frame(5, "TBL STAT") + encode_frame(6, "OPEN"))
+    assert decode_frame(replies.readline())[1].startswith("OK state=running pos=0 len=1 out=1")
+    assert decode_frame(replies.readline()) == (6, "OK")
     replies.close()
     sock.close()
 
 
-@pytest.mark.parametrize("armed", [False, True])
-def test_watchdog_opens_every_switch_when_the_host_falls_silent(mcu_port, armed):
+def test_watchdog_opens_every_switch_when_the_host_falls_silent(mcu_port):
     mux = MuxController(f"socket://127.0.0.1:{mcu_port}", timeout=1)
-    if armed:
-        mux.load_table([Route.cell(3, 2, 5), Route.cell(3, 2, 6)])
-        mux.arm_table()
-    else:
-        mux.select_cell(3, 2, 5)
+    mux.select_cell(3, 2, 5)
     mux.transact("WDG 200")
     time.sleep(0.1)
     assert mux.state() != {}, "fed in time: the switches stay"
     time.sleep(0.35)
     assert mux.state() == {}, "silent for longer than 200 ms: every switch open"
     assert mux.watchdog_status() == (200, 1)
-    assert mux.table_status().state == ("fault" if armed else "idle")
+    mux.close()
+
+
+def test_watchdog_stops_a_table_that_no_longer_steps(firmware):
+    """A run waiting 10 s on one entry takes no step for longer than the watchdog time: with
+    the host silent it is stopped (fault, abort) and every switch opens."""
+    mux = MuxController(f"socket://127.0.0.1:{firmware}", timeout=1)
+    mux.load_table([Route.cell(3, 2, 5)])
+    mux.pace(Pacing(1, 0, "dwell", 0, 1, 10_000_000))
+    mux.transact("WDG 200")
+    mux.transact("TBL RUN")
+    assert mux.state() != {}, "the entry is set while the run waits"
+    time.sleep(0.45)
+    status = mux.table_status()
+    assert (status.state, status.why, status.pos) == ("fault", "abort", 0)
+    assert mux.state() == {} and mux.watchdog_status() == (200, 1)
     mux.close()
 
 

@@ -106,8 +106,9 @@ def test_pulses_reach_exactly_the_planned_cells(emu, backend):
 
 
 @pytest.mark.parametrize("fault,command", [
-    ("corrupt_request", "TBL"), ("drop_request", "TBL SCAN"), ("corrupt_reply", "TBL ARM"),
-    ("drop_reply", "TBL CRC"), ("corrupt_request", "PUL"), ("drop_reply", "PUL"),
+    ("corrupt_request", "TBL"), ("drop_request", "TBL SCAN"), ("corrupt_reply", "TBL RUN"),
+    ("drop_reply", "TBL CRC"), ("corrupt_request", "TBL SET"), ("drop_reply", "TBL RUN"),
+    ("drop_reply", "TBL STAT"),
 ])
 def test_corrupted_or_dropped_frames_are_retried_and_no_pulse_goes_astray(
         emu, backend, fault, command):
@@ -167,7 +168,12 @@ def test_bench_check_reports_and_refuses_wrong_or_missing_instruments(emu, tmp_p
     good = bench_file(emu, tmp_path / "good.toml")
     assert main(["bench", "check", "--bench", str(good)]) == 0
     out = capsys.readouterr().out
-    assert out.count(" ok ") == 3 and "switch read-back verified on 40 boards" in out
+    assert "switch read-back verified on 40 boards" in out
+    status = {line.split()[1]: line.split()[2] for line in out.splitlines()
+              if line.startswith("wire ")}
+    assert status == dict.fromkeys(
+        ("smu_trigger", "smu_complete", "generator_trigger", "generator_sync"), "ok")
+    assert [line.split()[1] for line in out.splitlines()[:3]] == ["ok"] * 3
     assert emu.is_safe()
     wrong = bench_file(emu, tmp_path / "wrong.toml", smu_model="B2900")
     assert main(["bench", "check", "--bench", str(wrong)]) == 2
@@ -258,17 +264,18 @@ def test_interrupted_training_leaves_the_bench_safe(python_emu, tiny_data, tmp_p
 def test_killed_training_leaves_every_switch_open_within_the_watchdog_time(emu, tiny_data,
                                                                              tmp_path):
     """SIGKILL runs no cleanup: the instruments stay as they were. The training is frozen
-    (SIGSTOP) at a moment its switches are closed, then killed; the MCU's host watchdog must
-    open every switch within its time."""
+    (SIGSTOP) at a moment its switches are closed and no table is running (a run ends, and
+    opens everything, by itself), then killed; the MCU's host watchdog must open every switch
+    within its time."""
     watchdog = 0.3
     path = bench_file(emu, tmp_path / "emu.toml", mcu_watchdog=watchdog)
     proc = start_training(path, tiny_data, tmp_path / "run")
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if not emu.model.all_open():
+            if not emu.model.all_open() and not emu.mcu.running:
                 proc.send_signal(signal.SIGSTOP)
-                if not emu.model.all_open():
+                if not emu.model.all_open() and not emu.mcu.running:
                     break  # frozen with switches closed
                 proc.send_signal(signal.SIGCONT)
             time.sleep(0.0005)

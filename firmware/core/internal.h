@@ -54,8 +54,13 @@ size_t switches_report(struct mux *m, char *out);
 
 /* table (table.c) */
 int table_store(struct mux *m, struct span verb, struct span args);
-void table_step(struct mux *m);
-void table_arm(struct mux *m);
+
+/* table runs (run.c) */
+void run_start(struct mux *m);
+void run_stop(struct mux *m, enum table_state state, enum run_why why);
+int pacing_parse(struct span args, struct pacing *cfg);
+size_t pacing_text(const struct pacing *cfg, char *out);
+size_t run_status(const struct mux *m, char *out);
 size_t table_entry_text(const struct mux *m, uint32_t i, char *out);
 uint16_t table_crc(const struct mux *m);
 

@@ -41,6 +41,9 @@ void mux_init(struct mux *m, const struct chain_config *cfg)
     m->have_last = false;
     m->len = m->pos = m->pool_used = 0;
     m->state = TBL_IDLE;
+    m->pace.set = false;
+    m->before = m->during = m->after = m->outs = 0;
+    m->why = WHY_NONE;
     m->wdg_ms = m->wdg_expired = 0;
     m->wdg_fed_at = hal_millis();
     switches_init(m);
@@ -141,13 +144,23 @@ static struct proute route_scratch;
 static int route_command(struct mux *m, struct span text)
 {
     struct tgroup g[MUX_MAX_BOARDS];
-    int err;
-    if (m->state == TBL_ARMED)
-        return E_BUSY;
-    err = route_parse(text, &route_scratch);
+    int err = route_parse(text, &route_scratch);
     err = err ? err : route_check(&route_scratch);
     err = err ? err : route_resolve(m, &route_scratch, g);
-    return err ? err : switches_apply(m, route_scratch.kind, g, (uint8_t)route_scratch.n);
+    err = err ? err : switches_apply(m, route_scratch.kind, g, (uint8_t)route_scratch.n);
+    if (!err) /* the reply goes out once the route has settled */
+        hal_wait_us(m->pace.set ? m->pace.settle : MUX_DEFAULT_SETTLE_US);
+    return err;
+}
+
+/* While a table runs only these are executed (the rest: ERR 8 busy). */
+static bool allowed_while_running(struct span cmd, struct span rest)
+{
+    struct span sub = {"", 0};
+    next_token(&rest, &sub);
+    return span_eq(cmd, "IDN?") || span_eq(cmd, "STATE?") || span_eq(cmd, "OPEN") ||
+           span_eq(cmd, "WDG?") ||
+           (span_eq(cmd, "TBL") && (span_eq(sub, "STAT") || span_eq(sub, "CFG?")));
 }
 
 static size_t put_field(char *out, const char *key, uint32_t value)
@@ -158,12 +171,13 @@ static size_t put_field(char *out, const char *key, uint32_t value)
 
 static int table_command(struct mux *m, struct span sub, struct span args, char *data, size_t *n)
 {
-    static const char *const states[] = {"idle", "armed", "done", "fault"};
     uint32_t i;
     size_t nargs = count_words(args);
     if (span_eq(sub, "CLR") && !nargs) {
         m->len = m->pos = m->pool_used = 0;
         m->state = TBL_IDLE;
+        m->before = m->during = m->after = m->outs = 0;
+        m->why = WHY_NONE;
         return 0;
     }
     if ((span_eq(sub, "SET") || span_eq(sub, "SCAN")) && nargs)
@@ -177,24 +191,26 @@ static int table_command(struct mux *m, struct span sub, struct span args, char 
         return 0;
     }
     if (span_eq(sub, "CRC") && !nargs) {
-        uint16_t crc = table_crc(m);
         size_t k = put_field(data, "len=", m->len);
         k += put_text(data + k, " crc=");
-        *n = k + put_hex4(data + k, crc);
+        *n = k + put_hex4(data + k, table_crc(m));
         return 0;
     }
-    if (span_eq(sub, "ARM") && !nargs) {
-        if (!m->len)
+    if (span_eq(sub, "CFG") && nargs)
+        return pacing_parse(args, &m->pace);
+    if (span_eq(sub, "CFG?") && !nargs) {
+        static const struct pacing none = {false, 0, 0, false, 0, 0, 0};
+        *n = pacing_text(m->pace.set ? &m->pace : &none, data);
+        return 0;
+    }
+    if (span_eq(sub, "RUN") && !nargs) {
+        if (!m->len || !m->pace.set)
             return E_TABLE;
-        table_arm(m);
+        run_start(m);
         return 0;
     }
     if (span_eq(sub, "STAT") && !nargs) {
-        size_t k = put_text(data, "state=");
-        k += put_text(data + k, states[m->state]);
-        k += put_field(data + k, " pos=", m->pos);
-        k += put_field(data + k, " len=", m->len);
-        *n = k;
+        *n = run_status(m, data);
         return 0;
     }
     return E_SYNTAX;
@@ -219,14 +235,19 @@ static int execute(struct mux *m, struct span text, char *data, size_t *n)
     size_t nwords = count_words(text);
     *n = 0;
     next_token(&rest, &cmd);
+    if (m->state == TBL_RUNNING && !allowed_while_running(cmd, rest))
+        return E_BUSY;
     if (span_eq(cmd, "IDN?") && nwords == 1) {
-        size_t k = put_text(data, "fw=" MUX_FW_NAME " boards=");
+        size_t k = put_text(data, "fw=" MUX_FW_NAME " proto=" MUX_PROTO " boards=");
         for (uint8_t i = 0; i < m->cfg->nboards; i++) {
             if (i)
                 data[k++] = ',';
             k += put_uint(data + k, m->cfg->board_id[m->order[i]]);
         }
-        *n = k + put_field(data + k, " table=", MUX_TABLE_ENTRIES);
+        k += put_field(data + k, " table=", MUX_TABLE_ENTRIES);
+        k += put_field(data + k, " rx=", MUX_MAX_LINE);
+        k += put_field(data + k, " trig=", MUX_TRIG_LINES);
+        *n = k + put_field(data + k, "/", MUX_TRIG_LINES);
         return 0;
     }
     if (span_eq(cmd, "STATE?") && nwords == 1) {
@@ -234,8 +255,8 @@ static int execute(struct mux *m, struct span text, char *data, size_t *n)
         return 0;
     }
     if (span_eq(cmd, "OPEN") && nwords == 1) {
-        m->state = TBL_IDLE;
-        m->pos = 0;
+        if (m->state == TBL_RUNNING)
+            run_stop(m, TBL_FAULT, WHY_ABORT);
         switches_open(m);
         return 0;
     }
@@ -250,10 +271,6 @@ static int execute(struct mux *m, struct span text, char *data, size_t *n)
         }
         return table_command(m, sub, args, data, n);
     }
-    if (span_eq(cmd, "TRG") && nwords == 1) {
-        table_step(m);
-        return 0;
-    }
     if (span_eq(cmd, "WDG") && nwords == 2) {
         next_token(&rest, &args);
         return watchdog_command(m, args);
@@ -264,7 +281,7 @@ static int execute(struct mux *m, struct span text, char *data, size_t *n)
         return 0;
     }
     if (span_eq(cmd, "IDN?") || span_eq(cmd, "STATE?") || span_eq(cmd, "OPEN") ||
-        span_eq(cmd, "TRG") || span_eq(cmd, "TBL") || span_eq(cmd, "WDG") ||
+        span_eq(cmd, "TBL") || span_eq(cmd, "WDG") ||
         span_eq(cmd, "WDG?"))
         return E_SYNTAX;
     return E_UNKNOWN;
@@ -287,6 +304,11 @@ size_t mux_line(struct mux *m, const struct linebuf *lb, char *reply)
     int err;
     if (lb->overflow)
         return nak(reply, line, n, "LONG");
+    while (sp < n && line[sp] == '\r')
+        sp++;
+    if (sp == n)
+        return 0; /* an empty line ends a partial one and is not answered */
+    sp = 0;
     if (n && line[n - 1] == '\r')
         n--;
     while (sp < n && line[sp] != ' ')
@@ -350,15 +372,7 @@ size_t mux_line(struct mux *m, const struct linebuf *lb, char *reply)
     return m->last_reply_len;
 }
 
-/* ---- trigger and watchdog ------------------------------------------------------------------ */
-
-void mux_edge(struct mux *m)
-{
-    if (m->state != TBL_ARMED)
-        return;
-    table_step(m);
-    m->wdg_fed_at = hal_millis(); /* a table being stepped is running */
-}
+/* ---- watchdog ---------------------------------------------------------------------------- */
 
 uint32_t mux_poll(struct mux *m)
 {
@@ -367,10 +381,10 @@ uint32_t mux_poll(struct mux *m)
         return UINT32_MAX;
     if (elapsed < m->wdg_ms)
         return m->wdg_ms - elapsed;
-    if (m->state == TBL_ARMED || switches_any_closed(m)) {
+    if (m->state == TBL_RUNNING || switches_any_closed(m)) {
+        if (m->state == TBL_RUNNING)
+            run_stop(m, TBL_FAULT, WHY_ABORT);
         switches_open(m);
-        if (m->state == TBL_ARMED)
-            m->state = TBL_FAULT;
         m->wdg_expired++;
     }
     m->wdg_fed_at = now;

@@ -12,8 +12,11 @@
 
 #include "config.h"
 
-#define MUX_FW_NAME "hil-mux/1.0"
-#define MUX_MAX_LINE 4096 /* bytes of a line, the newline included */
+#define MUX_FW_NAME "hil-mux/2.0"
+#define MUX_PROTO "2"
+#define MUX_MAX_LINE 256 /* bytes of a line this firmware takes, the newline included (rx=) */
+#define MUX_TRIG_LINES 2 /* TRIG OUT and TRIG IN lines */
+#define MUX_DEFAULT_SETTLE_US 20u /* route commands settle this long before any TBL CFG */
 #define MUX_REPLY_MAX 2048 /* longest reply: STATE? with every board closed */
 #define MUX_WDG_MIN_MS 20u
 #define MUX_WDG_MAX_MS 60000u
@@ -45,7 +48,17 @@ struct tentry {
     uint8_t kind;
 };
 
-enum table_state { TBL_IDLE, TBL_ARMED, TBL_DONE, TBL_FAULT };
+enum table_state { TBL_IDLE, TBL_RUNNING, TBL_DONE, TBL_FAULT };
+enum run_why { WHY_NONE, WHY_SWITCH, WHY_TIMEOUT, WHY_STRAY, WHY_ABORT };
+enum run_phase { PH_APPLY, PH_SETTLE, PH_WAIT, PH_TAIL };
+
+/* TBL CFG: how the MCU paces a table (protocol section 4.1), times in microseconds. */
+struct pacing {
+    bool set;
+    uint8_t out, in;
+    bool edge; /* wait=edge (else dwell) */
+    uint32_t settle, tout, time;
+};
 
 /* Bytes of one line as they arrive; over-long lines are cut and remembered as such. */
 struct linebuf {
@@ -69,6 +82,13 @@ struct mux {
     uint32_t len, pos;
     uint32_t pool_used;
     enum table_state state;
+    struct pacing pace;
+    /* the run (section 4.2): edges on TRIG IN `cfg.in`, TRIG OUT pulses, phase and deadlines */
+    uint32_t before, during, after, outs;
+    enum run_why why;
+    enum run_phase phase;
+    bool completed;
+    uint64_t settle_until, rise, fall_at, deadline, end;
     /* host watchdog */
     uint32_t wdg_ms, wdg_fed_at, wdg_expired;
     /* switch images (one byte per 8 chain bits) */
@@ -87,8 +107,11 @@ void linebuf_clear(struct linebuf *lb);
  * bytes), returns its length. */
 size_t mux_line(struct mux *m, const struct linebuf *lb, char *reply);
 
-/* A rising edge on TRIG IN: advance an armed table. */
-void mux_edge(struct mux *m);
+/* A rising edge on TRIG IN `line` (1..2) at `t_us` (hal_micros time). */
+void mux_edge(struct mux *m, unsigned line, uint64_t t_us);
+
+/* Pace a running table up to `now_us`; returns when it next needs a call (UINT64_MAX: no run). */
+uint64_t mux_run(struct mux *m, uint64_t now_us);
 
 /* Let the host watchdog act; call often. Returns milliseconds until it next needs a call
  * (UINT32_MAX when disarmed). */

@@ -81,7 +81,6 @@ void switches_open(struct mux *m)
     for (size_t i = 0; i < image_bytes(m); i++)
         m->out_image[i] = 0;
     hal_switches_write(m->out_image, image_bytes(m));
-    hal_settle();
 }
 
 bool switches_any_closed(const struct mux *m)
@@ -92,13 +91,12 @@ bool switches_any_closed(const struct mux *m)
     return false;
 }
 
-/* Set a route (every other switch open), wait for settling, compare the read-back; on a
- * mismatch open everything and answer E_SWITCH. */
+/* Set a route (every other switch open) and compare the read-back; on a mismatch open
+ * everything and answer E_SWITCH. Settling is the caller's: it starts once this returns. */
 int switches_apply(struct mux *m, uint8_t kind, const struct tgroup *g, uint8_t n)
 {
     encode(m, kind, g, n);
     hal_switches_write(m->out_image, image_bytes(m));
-    hal_settle();
     hal_switches_read(m->in_image, image_bytes(m));
     for (size_t i = 0; i < image_bytes(m); i++) {
         if ((m->in_image[i] & m->used[i]) != m->out_image[i]) {

@@ -142,8 +142,6 @@ int table_store(struct mux *m, struct span verb, struct span args)
         return err;
     if (w.unknown_board)
         return E_BOARD;
-    if (m->state == TBL_ARMED)
-        return E_BUSY;
     if (start > m->len || (uint64_t)start + w.entries > MUX_TABLE_ENTRIES)
         return E_TABLE;
     replaced = m->len - start < w.entries ? m->len - start : w.entries;
@@ -174,34 +172,6 @@ int table_store(struct mux *m, struct span verb, struct span args)
     if (end > m->len)
         m->len = end;
     return 0;
-}
-
-/* Apply entry `pos` of an armed table; a read-back mismatch latches the fault. */
-static void apply_pos(struct mux *m)
-{
-    const struct tentry *e = &m->entries[m->pos];
-    if (switches_apply(m, e->kind, &m->pool[e->first], e->n))
-        m->state = TBL_FAULT; /* switches already opened */
-}
-
-void table_step(struct mux *m)
-{
-    if (m->state != TBL_ARMED)
-        return;
-    if (++m->pos >= m->len) {
-        switches_open(m);
-        m->state = TBL_DONE;
-        m->pos = m->len;
-        return;
-    }
-    apply_pos(m);
-}
-
-void table_arm(struct mux *m)
-{
-    m->state = TBL_ARMED;
-    m->pos = 0;
-    apply_pos(m);
 }
 
 size_t table_entry_text(const struct mux *m, uint32_t i, char *out)

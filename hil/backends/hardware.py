@@ -1,4 +1,5 @@
-"""Bench-file sections of the hardware path: ``[instruments]``, ``[clock]`` and ``[sequencer]``.
+"""Bench-file sections of the hardware path: ``[instruments]``, ``[wiring]``, ``[clock]`` and
+``[sequencer]``.
 
 They are registered in :data:`hil.bench.EXTRA_SECTIONS` so a bench file is checked as strictly
 as the rest (unknown key, wrong type, out-of-range value: one line naming file and key), and read
@@ -12,11 +13,32 @@ still has a bench clock for ``hil train --dry-run``.
     generator_resource = "TCPIP::192.168.1.20::5025::SOCKET"
     smu_model = "2450"                  # or "B2900"
     smu_resource = "TCPIP::192.168.1.21::5025::SOCKET"
-    smu_trigger_line = 1                # digital output wired to the MCU's TRIG IN
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
     mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
     mcu_watchdog = 2.0                  # s of host silence before the MCU opens every switch
+    mcu_boot_wait = 2.0                 # s after opening the port (boards that reset on DTR)
+    mcu_max_frame = 256                 # bytes: longest frame sent (table uploads are split)
     timeout = 2.0                       # s, per instrument exchange
+
+``[wiring]`` says which trigger line goes where (``docs/timing.md``); the MCU paces every table,
+raising one of its TRIG OUT lines per entry::
+
+    [wiring]
+    generator_trigger = 1     # MCU TRIG OUT line -> generator external trigger input (0: none)
+    smu_trigger = 2           # MCU TRIG OUT line -> SMU trigger input (0: none)
+    smu_trigger_line = 1      # ... arriving on this SMU line (2450 digital I/O 1-6, B2900 EXT 1-14)
+    smu_complete = 1          # MCU TRIG IN line <- SMU trigger output (0: none, reads use a dwell)
+    smu_complete_line = 2     # ... driven by this SMU line
+    generator_sync = 2        # MCU TRIG IN line <- 33500B front-panel Sync (0: none)
+    trigger_width = 2e-6      # s, TRIG OUT pulse width
+    generator_latency = 2e-6  # s, longest trigger-to-pulse delay of the generator
+    smu_latency = 20e-6       # s, longest trigger-to-aperture delay of the SMU (dwell mode)
+
+Pulses need ``generator_trigger``, reads need ``smu_trigger``: a bench without them cannot run
+the batched hardware path, and :func:`require_wiring` says so in one line. ``generator_sync`` is
+optional: with it the MCU counts one Sync edge per pulse, so a pulse that never came discards
+its batch and ``hil bench check`` sees the generator's trigger wire work (33500B only: the
+81160A's trigger-output commands are not confirmed here).
 
 ``[clock]`` holds the durations the bench clock adds up (seconds); ``[sequencer]`` how operations
 are batched into transactions.
@@ -29,6 +51,7 @@ from typing import Any
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
+from hil.errors import BenchFileError
 
 GENERATOR_MODELS = tuple(PULSE_GENERATORS)
 SMU_MODELS = tuple(SOURCE_METERS)
@@ -54,12 +77,34 @@ INSTRUMENTS_SCHEMA: Schema = {
     "generator_channel": (int, lambda v: None if v in (1, 2) else "must be 1 or 2", 1),
     "smu_model": (str, _choice(*SMU_MODELS), "2450"),
     "smu_resource": (str, None, ""),
-    "smu_trigger_line": (int, _pos, 1),
     "mcu_port": (str, None, ""),
     "mcu_baud": (int, _pos, 115200),
     "mcu_watchdog": (_NUM, lambda v: None if v == 0 or 0.02 <= v <= 60 else
                      "must be 0 (off) or 0.02 to 60 s", 2.0),
+    "mcu_boot_wait": (_NUM, lambda v: None if 0 <= v <= 10 else "must be in [0, 10] s", 2.0),
+    "mcu_max_frame": (int, lambda v: None if 64 <= v <= 4096 else "must be in 64..4096", 256),
     "timeout": (_NUM, _pos, 2.0),
+}
+
+
+def _mcu_line(v: int) -> str | None:
+    return None if v in (0, 1, 2) else "must be 0 (not wired), 1 or 2"
+
+
+def _seconds(low: float, high: float):
+    return lambda v: None if low <= v <= high else f"must be in [{low:g}, {high:g}] s"
+
+
+WIRING_SCHEMA: Schema = {
+    "generator_trigger": (int, _mcu_line, 0),
+    "smu_trigger": (int, _mcu_line, 0),
+    "smu_trigger_line": (int, _pos, 1),
+    "smu_complete": (int, _mcu_line, 0),
+    "smu_complete_line": (int, _pos, 2),
+    "generator_sync": (int, _mcu_line, 0),
+    "trigger_width": (_NUM, _seconds(1e-6, 1e-3), 2e-6),
+    "generator_latency": (_NUM, _seconds(0, 1e-3), 2e-6),
+    "smu_latency": (_NUM, _seconds(0, 1e-2), 20e-6),
 }
 
 CLOCK_SCHEMA: Schema = {
@@ -81,7 +126,8 @@ SEQUENCER_SCHEMA: Schema = {
 }
 
 EXTRA_SECTIONS.update(
-    {"instruments": INSTRUMENTS_SCHEMA, "clock": CLOCK_SCHEMA, "sequencer": SEQUENCER_SCHEMA}
+    {"instruments": INSTRUMENTS_SCHEMA, "wiring": WIRING_SCHEMA, "clock": CLOCK_SCHEMA,
+     "sequencer": SEQUENCER_SCHEMA}
 )
 
 
@@ -92,11 +138,53 @@ class InstrumentsConfig:
     generator_channel: int
     smu_model: str
     smu_resource: str
-    smu_trigger_line: int
     mcu_port: str
     mcu_baud: int
     mcu_watchdog: float
+    mcu_boot_wait: float
+    mcu_max_frame: int
     timeout: float
+
+
+SMU_LINES = {"2450": range(1, 7), "B2900": range(1, 15)}  # digital I/O lines / rear EXT pins
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The bench's trigger wires (``[wiring]``); line 0 means "not wired"."""
+
+    generator_trigger: int
+    smu_trigger: int
+    smu_trigger_line: int
+    smu_complete: int
+    smu_complete_line: int
+    generator_sync: int
+    trigger_width: float
+    generator_latency: float
+    smu_latency: float
+
+    def wires(self) -> list[tuple[str, str, str]]:
+        """``(name, from, to)`` of every declared wire, endpoints as the emulator names them."""
+        out = []
+        if self.generator_trigger:
+            out.append(("generator_trigger", f"mcu.out{self.generator_trigger}",
+                        "generator.trig_in"))
+        if self.smu_trigger:
+            out.append(("smu_trigger", f"mcu.out{self.smu_trigger}",
+                        f"smu.line{self.smu_trigger_line}"))
+        if self.smu_complete:
+            out.append(("smu_complete", f"smu.line{self.smu_complete_line}",
+                        f"mcu.in{self.smu_complete}"))
+        if self.generator_sync:
+            out.append(("generator_sync", "generator.sync", f"mcu.in{self.generator_sync}"))
+        return out
+
+    def missing(self) -> list[str]:
+        """What the batched hardware path needs and the wiring does not declare."""
+        need = [("generator_trigger", "the generator's trigger input (pulses)"),
+                ("smu_trigger", "the SMU's trigger input (reads)")]
+        return [f"wiring.{key} (an MCU TRIG OUT line to {what})" for key, what in need
+                if not getattr(self, key)]
 
 
 @dataclass(frozen=True)
@@ -140,6 +228,42 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 def instruments_config(bench: Bench) -> InstrumentsConfig:
     return _build(InstrumentsConfig, _section(bench, "instruments"))
+
+
+def wiring(bench: Bench) -> Wiring:
+    """The ``[wiring]`` section, checked against itself and the SMU model's lines."""
+    w = _build(Wiring, _section(bench, "wiring"))
+    cfg = instruments_config(bench)
+    smu = cfg.smu_model
+    lines = SMU_LINES[smu]
+    problems = []
+    if w.generator_trigger and w.generator_trigger == w.smu_trigger:
+        problems.append(("smu_trigger", f"TRIG OUT {w.smu_trigger} already drives the generator"))
+    if w.generator_sync and w.generator_sync == w.smu_complete:
+        problems.append(("generator_sync", f"TRIG IN {w.smu_complete} already takes the SMU's"))
+    if w.generator_sync and cfg.generator_model != "33500B":
+        problems.append(("generator_sync", "supported for the 33500B only"))
+    for key, used in (("smu_trigger_line", w.smu_trigger), ("smu_complete_line", w.smu_complete)):
+        if used and getattr(w, key) not in lines:
+            problems.append((key, f"the {smu} has lines {lines.start}-{lines.stop - 1}"))
+    if w.smu_complete and not w.smu_trigger:
+        problems.append(("smu_complete", "needs smu_trigger (the MCU triggers what completes)"))
+    if w.smu_complete and w.smu_trigger and w.smu_trigger_line == w.smu_complete_line:
+        problems.append(("smu_complete_line", "is the SMU's trigger input line"))
+    if problems:
+        key, problem = problems[0]
+        raise BenchFileError(bench.path, f"wiring.{key}", problem)
+    return w
+
+
+def require_wiring(bench: Bench) -> Wiring:
+    """The wiring, or :class:`BenchFileError` naming what the batched hardware path lacks."""
+    w = wiring(bench)
+    missing = w.missing()
+    if missing:
+        raise BenchFileError(bench.path, "wiring", "no usable trigger wiring: declare "
+                             + " and ".join(missing))
+    return w
 
 
 def clock_settings(bench: Bench) -> ClockSettings:

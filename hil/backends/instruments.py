@@ -1,13 +1,20 @@
 """Instrument backend: the backend interface over the drivers (pulse generator, SMU, MCU).
 
 It runs the sequencer's transactions (:mod:`~hil.backends.sequencer`) on the instruments the bench
-file's ``[instruments]`` names, real ones or the emulated bench, with no code difference:
+file's ``[instruments]`` names, real ones or the emulated bench, with no code difference. Every
+transaction, a single pulse or reading included, is an MCU-paced table (``docs/timing.md``): the
+routes are loaded and verified (``TBL CRC``), and the MCU sets each route, reads it back, waits
+the settling time and only then raises the trigger line the bench file's ``[wiring]`` names:
 
-* a pulse burst: the route table is loaded and verified (``TBL CRC``), the generator configured
-  (high-impedance load verified by the driver), the table armed and the burst fired, each pulse's
-  trigger stepping the table; afterwards the table must report ``done`` at its last entry. A
-  single pulse uses one route whose read-back is verified first;
-* reads and MAC reads: the same with an SMU list sweep (one buffered fetch), or one spot reading.
+* a pulse table: the generator (high-impedance load verified by the driver) fires one pulse per
+  edge on its trigger input; the MCU dwells for the trigger latency plus the pulse before it
+  moves a switch. Levels change only between tables, with every switch open;
+* reads and MAC reads: an SMU list sweep armed to wait for an edge per point; the SMU's
+  completion line (or a dwell covering the aperture) tells the MCU when to step; the readings
+  come back in one buffered fetch once the SMU reports idle.
+
+After each table ``TBL STAT`` must report every entry done with exactly the expected edges,
+else the batch is discarded and the run stops.
 
 ``close()`` leaves the bench safe (outputs off, switches open) and is what every exit path of
 the CLI runs, Ctrl-C and SIGTERM included.
@@ -22,11 +29,17 @@ import numpy as np
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
-from drivers.mcu import MuxController, Route
+from drivers.mcu import MuxController, Pacing, Route
 from drivers.pulsegen import PulseLimits
 from drivers.smu import SourceLimits
 from hil.backends.base import Backend
-from hil.backends.hardware import clock_settings, instruments_config
+from hil.backends.hardware import (
+    ClockSettings,
+    Wiring,
+    clock_settings,
+    instruments_config,
+    require_wiring,
+)
 from hil.backends.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
 from hil.bench import CELLS, COLS, ROWS, Bench
 
@@ -61,21 +74,20 @@ class Instruments:
                 cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
                 limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
             stack.callback(self.smu.close)
-            self.mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}",
-                                     boards=bench.board_ids, baudrate=cfg.mcu_baud,
-                                     timeout=min(cfg.timeout, 0.5),
-                                     watchdog=cfg.mcu_watchdog or None)
+            self.mux = open_mux(bench)
             stack.pop_all()
 
     def safe(self) -> list[str]:
         """Outputs off and switches open; returns the problems met (empty when all is safe).
 
-        An interrupted exchange can leave a stale reply (say ``*OPC?``'s ``1``) on a SCPI
-        link, which the next query would take for its answer: on a failure the link's input
-        is drained and the step tried once more."""
+        A sweep or trigger model still waiting for edges holds the SMU's output (and a
+        pending ``*WAI`` would hold every later command): the SMU's input is cleared (device
+        clear) and the sweep aborted before its output goes off. An interrupted exchange can
+        leave a stale reply on a SCPI link, which the next query would take for its answer: on
+        a failure the link's input is drained and the step tried once more."""
         problems = []
-        steps = ((self.generator.output_off, self.generator),
-                 (self.smu.output_off, self.smu), (self.mux.open_all, None))
+        steps = ((self.generator.output_off, self.generator), (self._smu_off, self.smu),
+                 (self.mux.open_all, None))
         for step, scpi in steps:
             for attempt in (1, 2):
                 try:
@@ -88,12 +100,57 @@ class Instruments:
                     _drain(scpi.resource)
         return problems
 
+    def _smu_off(self) -> None:
+        with contextlib.suppress(Exception):  # VISA device clear; not every session has one
+            self.smu.resource.clear()
+        self.smu.abort()
+        self.smu.output_off()
+
     def close(self) -> list[str]:
         problems = self.safe()
         for inst in (self.generator, self.smu, self.mux):
             with contextlib.suppress(InstrumentError, OSError):
                 inst.close()
         return problems
+
+
+def open_mux(bench: Bench) -> MuxController:
+    """The MCU link of ``bench``: boot wait, frame limit, host watchdog and boards from the
+    bench file."""
+    cfg = instruments_config(bench)
+    return MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}", boards=bench.board_ids,
+                         baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5),
+                         boot_wait=cfg.mcu_boot_wait, max_frame=cfg.mcu_max_frame,
+                         watchdog=cfg.mcu_watchdog or None)
+
+
+def pulse_pacing(wiring: Wiring, clock: ClockSettings, width: float, edge: float) -> Pacing:
+    """One pulse per entry: TRIG OUT to the generator once settled, then a dwell covering
+    the generator's trigger latency, its pulse and edges (rounded up to whole microseconds);
+    with a sync wire the MCU counts one edge per pulse."""
+    dwell = wiring.generator_latency + width + 2 * edge
+    return Pacing(wiring.generator_trigger, wiring.generator_sync, "dwell",
+                  _us(clock.mux_settling), _us(wiring.trigger_width), _us(dwell))
+
+
+def read_pacing(wiring: Wiring, clock: ClockSettings) -> Pacing:
+    """One reading per entry: TRIG OUT to the SMU once settled, then its completion edge (a
+    timeout well beyond the aperture) or, unwired, a dwell covering latency and aperture."""
+    tout = _us(wiring.trigger_width)
+    span = wiring.smu_latency + clock.smu_aperture
+    if wiring.smu_complete:
+        return Pacing(wiring.smu_trigger, wiring.smu_complete, "edge", _us(clock.mux_settling),
+                      tout, _us(10 * span + 1e-3))
+    return Pacing(wiring.smu_trigger, 0, "dwell", _us(clock.mux_settling), tout, _us(span))
+
+
+def smu_nplc(clock: ClockSettings) -> float:
+    """Integration in power-line cycles for the modelled aperture (50 Hz: the longer)."""
+    return max(0.01, clock.smu_aperture * 50)
+
+
+def _us(seconds: float) -> int:
+    return max(1, int(np.ceil(seconds * 1e6 - 1e-6)))
 
 
 def _drain(resource: Any, timeout_ms: float = 100.0) -> None:
@@ -115,17 +172,21 @@ class InstrumentBackend(Backend):
     def __init__(self, bench: Bench) -> None:
         super().__init__(bench)
         self.clock = clock_settings(bench)
+        self.wiring = require_wiring(bench)
         self.inst = Instruments(bench)
-        trigger_line = instruments_config(bench).smu_trigger_line
         self._closed = False
+        w = self.wiring
+        self._read_pacing = read_pacing(w, self.clock)
         try:
             p = bench.pulses
             self.inst.generator.setup()
+            if w.generator_sync:
+                self.inst.generator.enable_sync()
             self.inst.smu.setup(voltage=p.read_voltage,
                                 current_limit=bench.limits.current_compliance,
                                 current_range=current_range(bench.limits.current_compliance),
-                                nplc=max(0.01, self.clock.smu_aperture * 50),
-                                trigger_out=trigger_line)
+                                nplc=smu_nplc(self.clock), trigger_in=w.smu_trigger_line,
+                                complete_out=w.smu_complete_line if w.smu_complete else None)
             self.inst.smu.output_on()
             self.inst.mux.open_all()
         except BaseException:
@@ -176,19 +237,11 @@ class InstrumentBackend(Backend):
                 groups[(b, col + 1)] = groups.get((b, col + 1), 0) | 1 << row
             routes.append(Route.pulse((b, col, m) for (b, col), m in groups.items()))
         gen, mux = self.inst.generator, self.inst.mux
-        n = len(routes)
-        period = max(2 * tx.width, tx.width + self.clock.mux_settling + self.clock.pulse_gap)
-        if n == 1:
-            mux.set_route(routes[0])
-            gen.configure_pulse(tx.voltage, tx.width, count=1, period=period)
-            mux.assert_route(routes[0])
-            gen.fire()
-        else:
-            mux.load_table(routes)
-            gen.configure_pulse(tx.voltage, tx.width, count=n, period=period)
-            mux.arm_table()
-            gen.fire()
-            mux.check_table_done()
+        mux.load_table(routes)  # every switch is open between tables: levels may move now
+        gen.configure_pulse(tx.voltage, tx.width, period=2 * (tx.width + gen.MIN_EDGE))
+        gen.arm()
+        pacing = pulse_pacing(self.wiring, self.clock, tx.width, gen.MIN_EDGE)
+        mux.run_table(pacing, len(routes) if pacing.in_ else 0)
         fired = sum(int(s.size) for s in tx.steps)
         if tx.voltage > 0:
             self.counts.set_pulses += fired
@@ -212,16 +265,15 @@ class InstrumentBackend(Backend):
 
     def _measure(self, routes: list[Route]) -> np.ndarray:
         """Currents (uA) through each route in turn."""
-        smu, mux = self.inst.smu, self.inst.mux
-        if len(routes) == 1:
-            mux.set_route(routes[0])
-            amps = np.array([smu.measure_current()])
-        else:
-            mux.load_table(routes)
-            mux.arm_table()
-            amps = smu.run_list(np.full(len(routes), self.bench.pulses.read_voltage),
-                                delay=self.clock.mux_settling)
-            mux.check_table_done()
+        smu, mux, pacing = self.inst.smu, self.inst.mux, self._read_pacing
+        mux.load_table(routes)
+        n = smu.arm_list(np.full(len(routes), self.bench.pulses.read_voltage))
+        try:
+            mux.run_table(pacing, n if pacing.in_ else 0)
+        except BaseException:
+            smu.abort()  # the sweep still waits for the edges that will not come
+            raise
+        amps = smu.fetch_list(n)
         if (np.abs(amps) >= OVERFLOW).any():
             raise InstrumentError(smu.name, "reading over range; check the current range")
         return amps * 1e6

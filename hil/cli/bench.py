@@ -1,5 +1,6 @@
 """``hil bench serve`` (the emulated bench in the foreground) and ``hil bench check`` (is every
-instrument of a bench file there, the right model, reachable and left safe?)."""
+instrument of a bench file there, the right model, reachable, every declared trigger wire
+carrying its edge, and everything left safe?)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,29 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
-from drivers.mcu import MuxController, Route
+from drivers.mcu import MuxController, Pacing, Route
 from drivers.pulsegen import PulseLimits
-from drivers.smu import SourceLimits
-from hil.backends.hardware import GENERATOR_MODELS, SMU_MODELS, clock_settings, instruments_config
-from hil.backends.instruments import current_range
+from drivers.smu import SourceLimits, SourceMeter
+from hil.backends.hardware import (
+    GENERATOR_MODELS,
+    SMU_MODELS,
+    clock_settings,
+    instruments_config,
+    require_wiring,
+)
+from hil.backends.instruments import (
+    Instruments,
+    current_range,
+    open_mux,
+    pulse_pacing,
+    read_pacing,
+    smu_nplc,
+)
 from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
 from hil.emulator.firmware import FirmwareError
@@ -40,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mcu-firmware", metavar="PATH",
                    help="run the MCU firmware's host build (make -C firmware host) as the MCU "
                    "instead of the Python emulator")
+    s.add_argument("--timeline", metavar="CSV", help="record every event of the bench (switch "
+                   "changes, settling, pulses, apertures, trigger edges) on its time base and "
+                   "write them here when the server stops")
     s.set_defaults(run=serve)
 
     c = bsub.add_parser(
@@ -61,12 +79,15 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     if firmware is not None and not os.access(firmware, os.X_OK):
         raise HilError(f"--mcu-firmware {firmware}: not an executable (build it with "
                        "make -C firmware host)")
+    timeline = getattr(args, "timeline", None)
     try:
         emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
                             mcu_firmware=firmware)
     except FirmwareError as exc:
         raise HilError(str(exc)) from exc
     with emu:
+        if timeline:
+            emu.record_timeline()
         out = Path(args.write)
         out.write_text(emu.bench_toml(base))
         for key, value in emu.resources.items():
@@ -82,6 +103,9 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         except KeyboardInterrupt:
             pass
         safe = emu.is_safe()
+    if timeline:
+        rows = emu.write_timeline(Path(timeline))
+        print(f"timeline: {rows} events written to {timeline}")
     print(f"emulated bench stopped ({'safe state' if safe else 'NOT in safe state'}, "
           f"{len(emu.pulses)} pulses delivered)")
     return 0
@@ -92,29 +116,34 @@ def check(args: argparse.Namespace) -> int:
     if bench.backend != "instruments":
         raise HilError(f"{args.bench}: bench.backend is {bench.backend!r}; nothing to check "
                        "(set backend = \"instruments\" and an [instruments] section)")
+    require_wiring(bench)  # before any instrument is touched
     lines, problems = check_bench(bench)
     for line in lines:
         print(line)
     if problems:
         raise HilError("; ".join(problems))
-    print("bench check passed: every instrument identified, outputs off, switches open")
+    print("bench check passed: every instrument identified, every declared wire carried its "
+          "edge, outputs off, switches open")
     return 0
 
 
 def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     """Report lines and problems; each instrument is checked even if another fails, and each
-    is left with its output off (switches open) whatever happened."""
+    is left with its output off (switches open) whatever happened. Then, if all three answer,
+    every declared wire: an edge is sent and seen to arrive."""
     cfg = instruments_config(bench)
     lim = bench.limits
     lines: list[str] = []
     problems: list[str] = []
 
-    def attempt(label: str, action: Callable[[], str]) -> None:
+    def attempt(label: str, action: Callable[[], str]) -> bool:
         try:
-            lines.append(f"{label:<10} ok    {action()}")
+            lines.append(f"{label:<18} ok    {action()}")
+            return True
         except (InstrumentError, OSError) as exc:
-            lines.append(f"{label:<10} FAIL  {exc}")
+            lines.append(f"{label:<18} FAIL  {exc}")
             problems.append(str(exc))
+            return False
 
     def generator() -> str:
         gen = PULSE_GENERATORS[cfg.generator_model].open(
@@ -135,16 +164,14 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
         try:
             inst.setup(voltage=bench.pulses.read_voltage, current_limit=lim.current_compliance,
                        current_range=current_range(lim.current_compliance),
-                       nplc=max(0.01, clock_settings(bench).smu_aperture * 50),
-                       trigger_out=cfg.smu_trigger_line)
+                       nplc=smu_nplc(clock_settings(bench)))
             on = inst.output
         finally:
             inst.close()
         return f"{_idn(inst.identity)}; configured without errors; output {'ON' if on else 'off'}"
 
     def mcu() -> str:
-        mux = MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}", boards=bench.board_ids,
-                            baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5))
+        mux = open_mux(bench)
         try:
             for board in bench.board_ids:  # every BL, a WL/SL on each side, both SL paths
                 mux.set_route(Route.pulse([(board, 1, 0xFFF)]))
@@ -155,13 +182,85 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
             with contextlib.suppress(InstrumentError, OSError):
                 mux.close()
         return (f"firmware {ident.firmware}/{ident.version}, {len(ident.boards)} boards, table "
-                f"{ident.table_size}; switch read-back verified on {len(bench.board_ids)} boards; "
-                "all open")
+                f"{ident.table_size}, frames up to {mux.max_frame} bytes; switch read-back "
+                f"verified on {len(bench.board_ids)} boards; all open")
 
-    attempt("generator", generator)
-    attempt("smu", smu)
-    attempt("mcu", mcu)
+    answered = [attempt("generator", generator), attempt("smu", smu), attempt("mcu", mcu)]
+    if all(answered):
+        lines += check_wires(bench, problems)
     return lines, problems
+
+
+def check_wires(bench: Bench, problems: list[str]) -> list[str]:
+    """Send an edge down every declared wire with every switch open and see it arrive: the
+    SMU takes one reading per edge from the MCU and answers with its completion edge; the
+    generator fires one pulse into the open bus and its Sync edge comes back. A wire whose
+    arrival the instruments cannot show is reported ``sent``."""
+    w, clock = require_wiring(bench), clock_settings(bench)
+    inst = Instruments(bench)
+    out: list[str] = []
+
+    def report(name: str, ok: bool, text: str) -> None:
+        out.append(f"wire {name:<13} {'ok   ' if ok else 'BROKEN'} {text}")
+        if not ok:
+            problems.append(f"wire {name}: {text}")
+
+    try:
+        mux, smu, gen = inst.mux, inst.smu, inst.generator
+        mux.open_all()
+        smu.setup(voltage=bench.pulses.read_voltage, current_limit=bench.limits.current_compliance,
+                  current_range=current_range(bench.limits.current_compliance),
+                  nplc=smu_nplc(clock), trigger_in=w.smu_trigger_line,
+                  complete_out=w.smu_complete_line if w.smu_complete else None)
+        where = f"MCU TRIG OUT {w.smu_trigger} -> SMU line {w.smu_trigger_line}"
+        dwell = read_pacing(replace(w, smu_complete=0), clock)
+        try:
+            _one_entry(mux, smu, dwell, 0)
+            report("smu_trigger", True, f"{where}: the SMU took its reading on the edge")
+        except (InstrumentError, OSError) as exc:
+            report("smu_trigger", False, f"{where}: {exc}")
+        if w.smu_complete:
+            where = f"SMU line {w.smu_complete_line} -> MCU TRIG IN {w.smu_complete}"
+            try:
+                _one_entry(mux, smu, read_pacing(w, clock), 1)
+                report("smu_complete", True, f"{where}: one edge after the reading")
+            except (InstrumentError, OSError) as exc:
+                report("smu_complete", False, f"{where}: {exc}")
+        where = f"MCU TRIG OUT {w.generator_trigger} -> generator trigger input"
+        gen.setup()
+        gen.configure_pulse(bench.pulses.read_voltage, bench.pulses.width)
+        if w.generator_sync:
+            gen.enable_sync()
+        gen.arm()
+        try:
+            mux.load_table([Route.open()])
+            pacing = pulse_pacing(w, clock, bench.pulses.width, gen.MIN_EDGE)
+            mux.run_table(pacing, 1 if w.generator_sync else 0)
+            if w.generator_sync:
+                report("generator_trigger", True, f"{where}: the generator fired once")
+                report("generator_sync", True, f"generator Sync -> MCU TRIG IN "
+                       f"{w.generator_sync}: one edge for the pulse")
+            else:
+                out.append(f"wire {'generator_trigger':<13} sent   {where}: edge sent; the "
+                           "generator reports no trigger count (wire its Sync output as "
+                           "generator_sync to see it arrive)")
+        except (InstrumentError, OSError) as exc:
+            report("generator_trigger", False, f"{where} (or its Sync wire back): {exc}")
+    finally:
+        problems += inst.close()
+    return out
+
+
+def _one_entry(mux: MuxController, smu: SourceMeter, pacing: Pacing, edges: int) -> None:
+    """One reading on an all-open route, paced by the MCU; the SMU must have taken it."""
+    mux.load_table([Route.open()])
+    n = smu.arm_list([0.0])
+    try:
+        mux.run_table(pacing, edges)
+    except BaseException:
+        smu.abort()
+        raise
+    smu.fetch_list(n)
 
 
 def _idn(identity) -> str:

@@ -5,26 +5,43 @@ Tests start it in-process (threads); ``hil bench serve`` runs it in the foregrou
 bench file whose ``[instruments]`` point at it, so ``hil train --bench FILE`` goes through every
 byte of the hardware path (pyvisa-py ``TCPIP::127.0.0.1::PORT::SOCKET``, pyserial
 ``socket://127.0.0.1:PORT``) without hardware.
+
+Trigger edges travel only on the wires the bench file's ``[wiring]`` declares; a bench without a
+``[wiring]`` section is emulated with :data:`EMULATED_WIRING`, which the written bench file then
+declares. :meth:`EmulatedBench.write_timeline` writes every event of the bench on its time base.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hil.backends.hardware import wiring
 from hil.bench import Bench, _resolve
 from hil.emulator.firmware import FirmwareMcu
 from hil.emulator.generators import PulseGenerator, make_generator
 from hil.emulator.mcu import FaultyLink, McuEmulator
-from hil.emulator.model import BenchModel, DeliveredPulse
+from hil.emulator.model import BenchModel, DeliveredPulse, Wire
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
 
-__all__ = ["BenchModel", "DeliveredPulse", "EmulatedBench"]
+__all__ = ["EMULATED_WIRING", "BenchModel", "DeliveredPulse", "EmulatedBench"]
+
+# How the emulated bench is wired when the bench file says nothing (docs/timing.md): MCU TRIG
+# OUT 1 to the generator's trigger input, TRIG OUT 2 to SMU line 1, SMU line 2 back to TRIG IN 1,
+# and (33500B) the generator's Sync output to TRIG IN 2.
+EMULATED_WIRING = {"generator_trigger": 1, "smu_trigger": 2, "smu_trigger_line": 1,
+                   "smu_complete": 1, "smu_complete_line": 2}
+
+
+def emulated_wiring(generator: str) -> dict[str, int]:
+    return {**EMULATED_WIRING, "generator_sync": 2 if generator == "33500B" else 0}
 
 
 class EmulatedBench:
@@ -43,8 +60,15 @@ class EmulatedBench:
     ) -> None:
         """``mcu_firmware``: the firmware's host build (``make -C firmware host``) to run as
         the MCU instead of the Python emulator."""
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in bench.raw.items()}
+        raw["wiring"] = raw.get("wiring") or emulated_wiring(generator)
+        raw["instruments"] = {**raw.get("instruments", {}), "smu_model": smu,
+                              "generator_model": generator}
+        self.raw = raw
+        self.wiring = wiring(_with_raw(bench, raw))
         self.bench = bench
-        self.model = BenchModel(bench, seed=seed, modes=modes)
+        wires = tuple(Wire(*w) for w in self.wiring.wires())
+        self.model = BenchModel(bench, seed=seed, modes=modes, wires=wires)
         self.generator: PulseGenerator = make_generator(generator, self.model)
         self.smu: Smu = make_smu(smu, self.model)
         self.mcu: FaultyLink = (McuEmulator(self.model) if mcu_firmware is None
@@ -101,18 +125,45 @@ class EmulatedBench:
 
     # ---- bench file --------------------------------------------------------------------
 
+    def record_timeline(self) -> None:
+        """Keep every event from now on (``write_timeline`` writes them)."""
+        with self.model.lock:
+            self.model.timeline = []
+
+    def timeline(self) -> list[tuple[float, str, str, str]]:
+        """The events recorded so far (and those due by the bench's present time), in time
+        order."""
+        with self.model.lock:
+            self.model.advance(self.model.now)
+            return sorted(self.model.timeline or [], key=lambda e: e[0])
+
+    def write_timeline(self, path: Path) -> int:
+        """Write ``t_us,source,event,target`` rows; returns how many."""
+        rows = self.timeline()
+        with open(path, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["t_us", "source", "event", "target"])
+            out.writerows((f"{t * 1e6:.3f}", s, e, x) for t, s, e, x in rows)
+        return len(rows)
+
     def bench_toml(self, base: Path | None = None) -> str:
-        """The bench file, unchanged but for ``backend = "instruments"`` and an
-        ``[instruments]`` section pointing at this emulator (paths made absolute)."""
-        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.bench.raw.items()}
+        """The bench file, unchanged but for ``backend = "instruments"``, an ``[instruments]``
+        section pointing at this emulator and the ``[wiring]`` it emulates (paths made
+        absolute)."""
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
         raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
         raw["boards"] = {**raw.get("boards", {}),
                          "map": str(_resolve(base, raw.get("boards", {}).get("map",
                                                                              "board-map.csv")))}
         raw["sim"] = {**raw.get("sim", {}), "curves": str(self.bench.sim.curves)}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
-                              self.generator_model, "smu_model": self.smu_model, **self.resources}
+                              self.generator_model, "smu_model": self.smu_model,
+                              "mcu_boot_wait": 0.0, **self.resources}
         return dump_toml(raw)
+
+
+def _with_raw(bench: Bench, raw: dict[str, Any]) -> Bench:
+    return replace(bench, raw=raw)
 
 
 def dump_toml(data: dict[str, Any]) -> str:

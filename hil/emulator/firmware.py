@@ -8,34 +8,40 @@ executable and wires it into the shared :class:`~hil.emulator.model.BenchModel`:
   both processes map; the model's switch arrays are views of it, so a pulse from the emulated
   generator reaches exactly the cells whose switches the *firmware* closed, and nothing in
   Python sets a switch;
-* **TRIG IN**: each trigger edge the emulated instruments raise is one byte on a socket pair
-  into the firmware, which answers once the edge's route is set and read back (the instrument
-  waits for that, as the bench's trigger delay waits for the mux to settle);
+* **time and trigger lines**: the firmware runs on the bench's time base, which this class
+  gives it over a socket pair (``--bench-fd``): after every frame it moves the firmware on to
+  each deadline the firmware names (a settle, a TRIG OUT width, a dwell, a timeout), running
+  the bench's own events in between, exactly as the Python emulator paces a table; TRIG OUT
+  pulses the firmware raises drive the bench's wires (``mcu.out1`` ...), and edges the wires
+  bring to ``mcu.in1``/``mcu.in2`` go to the firmware's TRIG IN with their time;
 * **the serial line**: frames reach the firmware through :class:`FaultyLink`, so tests can
   corrupt or drop them on the way, or hold a switch open, exactly as with the Python emulator.
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import select
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from drivers.mcu import Route, RouteSyntaxError
+from drivers.mcu import Route, RouteSyntaxError, parse_table_command
 from hil.bench import COLS, ROWS
 from hil.emulator.mcu import FaultyLink
 from hil.emulator.model import BenchModel
 
 LINES = 3 * COLS + ROWS  # switches per board in the switch file: WL, BLS, SLG, SLM
 START_TIMEOUT = 10.0  # s for the executable to listen
-REPLY_TIMEOUT = 5.0  # s for one reply or one trigger acknowledgement
+REPLY_TIMEOUT = 5.0  # s for one reply or one answer on the bench link
+MAX_STEPS = 200_000  # deadlines of one frame's table run: 4096 entries x a few each
 
 
 class FirmwareError(RuntimeError):
@@ -55,12 +61,17 @@ class FirmwareMcu(FaultyLink):
         cells = np.frombuffer(self._map, dtype=bool).reshape(2, n, LINES)
         self.closed, self.stuck = cells[0], cells[1]
         model.attach_switches(self.closed)
-        self._trig, theirs = socket.socketpair()
+        self._bench, theirs = socket.socketpair()
+        self._bench.settimeout(REPLY_TIMEOUT)
+        self._bench_in = self._bench.makefile("rb")
+        self._next: int | None = None  # the firmware's next deadline (us of bench time)
+        self._edge_seen = False
+        self._runner: threading.Thread | None = None
         boards = ",".join(str(b) for b in model.board_pos)  # chain order = bench order
         try:
             self.process = subprocess.Popen(
                 [str(executable), "--port", str(port), "--boards", boards, "--shm", self._path,
-                 "--trig-fd", str(theirs.fileno())],
+                 "--bench-fd", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             self._release()
@@ -71,7 +82,8 @@ class FirmwareMcu(FaultyLink):
         self._link = socket.create_connection(("127.0.0.1", self.port), timeout=REPLY_TIMEOUT)
         self._link.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._replies = self._link.makefile("rb")
-        model.listeners.append(self.hardware_trigger)
+        for line in (1, 2):
+            model.inputs[f"mcu.in{line}"] = lambda t, width, n=line: self._edge(n, t)
 
     def _await_port(self) -> int:
         stdout = self.process.stdout
@@ -88,6 +100,7 @@ class FirmwareMcu(FaultyLink):
     def _frame(self, line: bytes) -> bytes:
         if self.faults:
             self._stick_next_route(line)
+        self._tell(f"T {_us(self.model.now)}")  # the firmware's time catches up with the bench
         try:
             self._link.sendall(line)
             reply = self._replies.readline()
@@ -95,15 +108,81 @@ class FirmwareMcu(FaultyLink):
             raise FirmwareError(f"the MCU firmware stopped answering: {exc}") from exc
         if not reply.endswith(b"\n"):
             raise FirmwareError("the MCU firmware closed its port")
+        firmware_now = self._tell("Q")
+        if self._next is None:
+            self.model.advance(firmware_now * 1e-6)  # what the frame took (a route's settling)
+        else:  # a run started: it goes on behind the reply, as the firmware's does
+            self._runner = threading.Thread(target=self._pace_run, args=(firmware_now,),
+                                            daemon=True, name="firmware-run")
+            self._runner.start()
         return reply.rstrip(b"\n")
+
+    @property
+    def running(self) -> bool:
+        """A table run is in progress."""
+        return self._next is not None
+
+    def _pace_run(self, firmware_now: int) -> None:
+        with self.model.lock:
+            try:
+                self._follow(firmware_now)
+            except FirmwareError:
+                self._next = None  # the firmware is gone: nothing left to pace
+            self.model.changed.notify_all()
+
+    def _follow(self, firmware_now: int) -> None:
+        """Bench time moves on with a running table, deadline by deadline, the bench's own
+        events (pulses, apertures, trigger edges back into the firmware) in between. Every other
+        message to the bench waits for it (the model's lock), so the instruments' data are
+        complete once the host sees the run ended."""
+        m = self.model
+        m.advance(firmware_now * 1e-6)
+        for _ in range(MAX_STEPS):
+            if self._next is None:
+                return
+            self._edge_seen = False
+            m.advance(self._next * 1e-6, until=lambda: self._edge_seen)
+            if not self._edge_seen:
+                self._tell(f"T {self._next}")
+        raise FirmwareError("the MCU firmware's table run did not end")
+
+    def _edge(self, line: int, t: float) -> None:
+        """A rising edge on TRIG IN ``line`` at bench time ``t``."""
+        self._tell(f"E {line} {_us(t)}")
+        self._edge_seen = True
+
+    def _tell(self, command: str) -> int:
+        """One line to the firmware's bench link; carries out what its hardware did meanwhile
+        (switch changes onto the timeline, TRIG OUT pulses onto the wires), keeps its next
+        deadline, and returns its time (us)."""
+        try:
+            self._bench.sendall(command.encode() + b"\n")
+            while True:
+                words = self._bench_in.readline().split()
+                if not words:
+                    raise FirmwareError("the MCU firmware closed its bench link")
+                if words[0] == b"N":
+                    self._next = None if words[1] == b"-" else int(words[1])
+                    return int(words[2])
+                t = int(words[2]) * 1e-6
+                if words[0] == b"S":
+                    self.model.record(t, "mcu", "switch", "")
+                elif words[0] == b"O":
+                    self.model.record(t, "mcu", "settled", "")
+                    self.model.emit(f"mcu.out{int(words[1])}", t, int(words[3]) * 1e-6)
+        except OSError as exc:
+            raise FirmwareError(f"the MCU firmware's bench link failed: {exc}") from exc
 
     def _stick_next_route(self, line: bytes) -> None:
         """A pending ``stuck_switch`` holds open the BL of the first cell the next route
         command closes, as :meth:`McuEmulator.apply` does."""
         text = line.decode("ascii", errors="replace").split(" ", 1)[-1].rsplit(" *", 1)[0]
         try:
-            route = Route.parse(text)
-        except RouteSyntaxError:
+            if text.startswith(("TBL SET", "TBL SCAN")):
+                route = parse_table_command(text.removeprefix("TBL "))[1][0]
+            else:
+                route = Route.parse(text)
+        except (RouteSyntaxError, IndexError):
             return
         if route.groups and self._take_fault("stuck_switch", ""):
             board, _, mask = route.groups[0]
@@ -113,25 +192,15 @@ class FirmwareMcu(FaultyLink):
     def _unstick(self) -> None:
         self.stuck[:] = False
 
-    # ---- TRIG IN ------------------------------------------------------------------------
-
-    def hardware_trigger(self) -> None:
-        """One rising edge on TRIG IN; returns once the firmware has handled it."""
-        try:
-            self._trig.sendall(b"E")
-            self._trig.settimeout(REPLY_TIMEOUT)
-            if self._trig.recv(1) != b"E":
-                raise FirmwareError("the MCU firmware closed its trigger input")
-        except OSError as exc:
-            raise FirmwareError(f"the MCU firmware did not take a trigger edge: {exc}") from exc
-
     # ---- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop the firmware (SIGTERM, then SIGKILL) and release the switch file."""
-        if self.hardware_trigger in self.model.listeners:
-            self.model.listeners.remove(self.hardware_trigger)
-        for closer in ("_replies", "_link", "_trig"):
+        if self._runner is not None:
+            self._runner.join(30)
+        for line in (1, 2):
+            self.model.inputs.pop(f"mcu.in{line}", None)
+        for closer in ("_replies", "_link", "_bench_in", "_bench"):
             if hasattr(self, closer):
                 getattr(self, closer).close()
         if self.process.poll() is None:
@@ -159,3 +228,8 @@ class FirmwareMcu(FaultyLink):
                     break
                 time.sleep(0.01)
         Path(self._path).unlink(missing_ok=True)
+
+
+def _us(t: float) -> int:
+    """Bench time in whole microseconds, rounded up: nothing is handled before it happened."""
+    return math.ceil(t * 1e6 - 1e-6)

@@ -8,6 +8,27 @@ pulses only when the unit is set up for triggered bursts with the output on. Wit
 polarity the output idles at the low level and pulses to the high level; inverted, it idles at
 the high level and pulses to the low level (so a RESET pulse is ``HIGH 0``, ``LOW -1.8``,
 ``POL INV``).
+
+Triggers, as the manuals describe them and no kinder:
+
+* an edge on the external trigger input (``generator.trig_in``) starts a burst only when the
+  unit is set for it: 33500B ``TRIG:SOUR EXT`` with a triggered pulse burst, on the slope
+  ``TRIG:SLOP`` selects (Operating and Service Guide, TRIGger subsystem); 81160A
+  ``:ARM:SOUR EXT`` (user guide, ARM subsystem; PyMeasure ``keysight81160A.py`` names the
+  sources). An edge arriving while a burst is still running is ignored (33500B guide: triggers
+  during a burst are ignored; the 81160A guide is silent, so the same stricter rule);
+* the burst starts :attr:`PulseGenerator.latency` after the edge: neither manual gives a
+  figure we could find, so the bench file's ``[wiring] generator_latency`` must cover the real
+  unit's (a point to confirm with a scope, docs/timing.md);
+* the 33500B's trigger output (``OUTP:TRIG ON``) gives one edge at the *start* of each burst,
+  never one per pulse (guide p. 264: "at the beginning of each sweep or burst"), and only with
+  a bus or timer trigger: with ``TRIG:SOUR EXT`` its Ext Trig connector is the input, so nothing
+  comes out (the guide does not say it can do both; the stricter case);
+* the 33500B's front-panel Sync output (``OUTP:SYNC ON``) marks the start of each burst with a
+  rising edge (guide, OUTPut:SYNC; the exact delay to the pulse is a point to confirm); off
+  after ``*RST`` here (the stricter case);
+* ``*OPC?`` after ``*TRG``: the 33500B answers when the burst has ended (guide, ``*OPC?``); for
+  the 81160A nothing confirms that, so the emulated 81160A answers at once (stricter).
 """
 
 from __future__ import annotations
@@ -37,6 +58,12 @@ class Channel:
     cycles: int = 1
     trigger_source: str = "IMMEDIATE"
     hold: str = "WIDTH"
+    slope: str = "POSITIVE"
+    arm_sense: str = "LEVEL"  # 81160A :ARM:SENS; edge-triggered only when set so (stricter)
+    trigger_delay: float = 0.0
+    trigger_out: bool = False  # 33500B OUTP:TRIG
+    sync: bool = False  # 33500B OUTP:SYNC
+    busy_until: float = -1.0  # bench time the running burst ends
 
     @property
     def gain(self) -> float:
@@ -54,11 +81,34 @@ class PulseGenerator(ScpiInstrument):
 
     max_level = 10.0  # V into an open circuit
     min_width = 16e-9
+    latency = 1e-6  # s from a trigger edge to the burst start (see the module docstring)
+    external_source = "EXTERNAL"  # the trigger/arm source that listens to the input
+    opc_waits_for_burst = False
 
     def __init__(self, model: BenchModel) -> None:
         self.model = model
         self.channels: dict[int, Channel] = {}
         super().__init__(model.lock)
+        model.inputs["generator.trig_in"] = self.external_edge
+
+    def before_message(self) -> None:
+        self.model.host_message()
+
+    def after_message(self) -> None:
+        self.model.changed.notify_all()
+
+    def wait_complete(self) -> bool:
+        if self.opc_waits_for_burst:
+            self.model.advance(max(self.model.now, self.channels[1].busy_until))
+        return True
+
+    def external_edge(self, t: float, width: float) -> None:
+        """A trigger pulse on the external input: rising at ``t``, ``width`` s long."""
+        ch = self.channels[1]
+        if ch.trigger_source != self.external_source or not self.armed(ch):
+            return
+        at = t if ch.slope == "POSITIVE" else t + width
+        self.fire(ch, ch.cycles, at + self.latency + ch.trigger_delay)
 
     def reset(self) -> None:
         self.channels = {1: self.default_channel(), 2: self.default_channel()}
@@ -121,14 +171,27 @@ class PulseGenerator(ScpiInstrument):
 
     # ---- firing ----------------------------------------------------------------------------
 
-    def fire(self, ch: Channel, count: int) -> None:
-        """``count`` pulses on the source bus (channel 1 is the one wired to the bench)."""
-        if not ch.output:
-            return
+    def armed(self, ch: Channel) -> bool:
+        """Set for a triggered pulse burst (the model's own conditions)."""
+        raise NotImplementedError
+
+    def fire(self, ch: Channel, count: int, start: float) -> None:
+        """A burst of ``count`` pulses from bench time ``start`` on the source bus (channel 1
+        is the one wired to the bench); ignored while a burst runs."""
         if ch.width >= ch.period:
             raise ScpiError(-221, "pulse width must be below the period")
-        for _ in range(count):
-            self.model.deliver(ch.pulse_level, ch.width)
+        if start < ch.busy_until:
+            return
+        ch.busy_until = start + count * ch.period  # a burst lasts its cycles (stricter)
+        if ch.trigger_out and ch.trigger_source in ("BUS", "TIMER"):
+            self.model.emit("generator.trig_out", start, 1e-6)
+        if ch.sync:  # the Sync output marks the start of each burst
+            self.model.emit("generator.sync", start, ch.width)
+        if not ch.output:
+            return
+        level, width = ch.pulse_level, ch.width
+        for k in range(count):
+            self.model.at(start + k * ch.period, lambda: self.model.pulse(level, width))
 
 
 def _one(args: list[str]) -> str:
@@ -137,6 +200,10 @@ def _one(args: list[str]) -> str:
     if len(args) > 1:
         raise ScpiError(-108)
     return args[0]
+
+
+def _slope(arg: str) -> str:
+    return choice(arg, "POSitive", "NEGative")
 
 
 def _polarity(arg: str) -> bool:
@@ -186,11 +253,22 @@ class Keysight33500B(PulseGenerator):
         a("OUTPut#:LOAD?", self.load_q)
         a("OUTPut#:POLarity", self.attr("inverted", _polarity))
         a("OUTPut#:POLarity?", self.get("inverted", lambda v: "INV" if v else "NORM"))
-        a("OUTPut#:TRIGger[:STATe]", lambda args, sfx: None)
+        a("OUTPut#:SYNC[:STATe]", self.attr("sync", boolean))
+        a("OUTPut#:SYNC[:STATe]?", self.get("sync"))
+        a("OUTPut#:TRIGger[:STATe]", self.attr("trigger_out", boolean))
+        a("OUTPut#:TRIGger[:STATe]?", self.get("trigger_out"))
         a("TRIGger#[:SEQuence]:SOURce", self.attr("trigger_source", lambda v: choice(
             v, "IMMediate", "EXTernal", "TIMer", "BUS")))
         a("TRIGger#[:SEQuence]:SOURce?", self.get("trigger_source", lambda v: v[:3]))
+        a("TRIGger#[:SEQuence]:SLOPe", self.attr("slope", _slope))
+        a("TRIGger#[:SEQuence]:SLOPe?", self.get("slope", lambda v: v[:3]))
+        a("TRIGger#[:SEQuence]:DELay", self.attr("trigger_delay", lambda v: number(v, 0, 1e3)))
         a("TRIGger#[:SEQuence][:IMMediate]", lambda args, sfx: self._trigger(self.ch(sfx)))
+
+    opc_waits_for_burst = True
+
+    def armed(self, ch: Channel) -> bool:
+        return ch.burst and ch.burst_mode == "TRIGGERED" and ch.function == "PULSE"
 
     def bus_trigger(self) -> None:
         ch = self.channels[1]
@@ -199,9 +277,10 @@ class Keysight33500B(PulseGenerator):
         self._trigger(ch)
 
     def _trigger(self, ch: Channel) -> None:
-        if not (ch.burst and ch.burst_mode == "TRIGGERED" and ch.function == "PULSE"):
+        if not self.armed(ch):
             raise ScpiError(-211, "not in triggered pulse burst mode")
-        self.fire(ch, ch.cycles)
+        self.fire(ch, ch.cycles, self.model.now)
+        self.model.advance(self.model.now)  # the burst starts now
 
 
 class Keysight81160A(PulseGenerator):
@@ -250,14 +329,25 @@ class Keysight81160A(PulseGenerator):
         a(":ARM:SOURce#", self.attr("trigger_source", lambda v: choice(
             v, "IMMediate", "INTernal2", "EXTernal", "MANual")))
         a(":ARM:SOURce#?", self.get("trigger_source", lambda v: v[:3]))
+        a(":ARM:SLOPe#", self.attr("slope", _slope))
+        a(":ARM:SENSe#", self.attr("arm_sense", lambda v: choice(v, "EDGE", "LEVel")))
+        a(":ARM:SLOPe#?", self.get("slope", lambda v: v[:3]))
         a(":TRIGger#:COUNt", self.attr("cycles", lambda v: int(number(v, 1, 1e6))))
         a(":TRIGger#:COUNt?", self.get("cycles"))
 
+    def armed(self, ch: Channel) -> bool:
+        return ch.function == "PULSE"
+
+    def external_edge(self, t: float, width: float) -> None:
+        if self.channels[1].arm_sense == "EDGE":
+            super().external_edge(t, width)
+
     def bus_trigger(self) -> None:
         ch = self.channels[1]
-        if ch.trigger_source != "MANUAL" or ch.function != "PULSE":
+        if ch.trigger_source != "MANUAL" or not self.armed(ch):
             raise ScpiError(-211, "arm source is not MANual")
-        self.fire(ch, ch.cycles)
+        self.fire(ch, ch.cycles, self.model.now)
+        self.model.advance(self.model.now)  # the burst starts now
 
 
 GENERATORS: dict[str, type[PulseGenerator]] = {

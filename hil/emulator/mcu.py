@@ -5,6 +5,11 @@ Framing, routes and switch-state encoding come from :mod:`drivers.mcu` (one defi
 ends of the link); the switches themselves are the shared :class:`BenchModel`'s, so a route
 decides which cells the emulated generator and SMU reach, and ``STATE?`` reads them back.
 
+Tables run as protocol version 2 says (section 4.1): the emulator paces them on the bench time
+base (set entry, read back, settle, raise TRIG OUT, wait for the completion edge or the dwell,
+step), its TRIG OUT lines drive the wires the bench file declares, and it counts the edges that
+reach its TRIG IN lines before, during and after a run.
+
 Faults can be injected per frame for tests (:meth:`McuEmulator.inject`): a request corrupted
 or dropped on its way in, a reply corrupted or dropped on its way out, or a switch that does not
 follow its driver. The host must detect each and never let a pulse reach another cell.
@@ -16,13 +21,14 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from drivers.mcu import (
     MAX_LINE,
     FrameError,
+    Pacing,
     Route,
     RouteSyntaxError,
     SwitchState,
@@ -34,7 +40,11 @@ from drivers.mcu import (
 )
 from hil.emulator.model import BenchModel
 
-FIRMWARE = "hil-mux/1.0"
+FIRMWARE = "hil-mux/2.0"
+RX_LIMIT = 256  # bytes per line this firmware accepts (a small UART buffer, the strict case)
+READ_BACK = 5e-6  # s to write the switch drivers and read them back (a few SPI transfers)
+DEFAULT_SETTLE = 20e-6  # s: route commands settle this long before any TBL CFG
+RUNNING_OK = ("IDN?", "STATE?", "OPEN", "TBL STAT", "TBL CFG?", "WDG?")
 WATCHDOG_MS = (20, 60000)  # the range WDG accepts (0 disarms)
 _SEQ = re.compile(rb"\d{1,3}\Z")
 FAULTS = ("corrupt_request", "drop_request", "corrupt_reply", "drop_reply", "stuck_switch")
@@ -50,6 +60,28 @@ class _Refused(Exception):
 class _Fault:
     kind: str
     command: str  # applies to the next frame whose command starts with this ("" = any)
+
+
+@dataclass
+class _Run:
+    """Edge bookkeeping of a table (protocol section 4.2)."""
+
+    edges: list[float] = field(default_factory=list)  # TRIG IN edge times since TBL CLR/CFG
+    start: float | None = None  # bench time the run started
+    end: float | None = None  # ... and ended
+    out: int = 0
+    why: str = "none"
+    window: float | None = None  # rising TRIG OUT edge of the entry awaiting completion
+    completion: float | None = None
+
+    def counts(self) -> tuple[int, int, int]:
+        if self.start is None:
+            return len(self.edges), 0, 0
+        before = sum(t < self.start for t in self.edges)
+        if self.end is None:
+            return before, len(self.edges) - before, 0
+        after = sum(t > self.end for t in self.edges)
+        return before, len(self.edges) - before - after, after
 
 
 class FaultyLink:
@@ -87,20 +119,37 @@ class FaultyLink:
 
     def respond(self, line: bytes) -> bytes | None:
         with self.model.lock:
-            self.received.append(line)
-            text = _peek_command(line)
-            if self._take_fault("drop_request", text):
-                return None
-            if self._take_fault("corrupt_request", text):
-                line = _flip(line)
-            reply = self._frame(line + b"\n")
-            if self._take_fault("drop_reply", text):
-                return None
-            if self._take_fault("corrupt_reply", text):
-                reply = _flip(reply)
-            return reply
+            self.model.host_message()
+            try:
+                return self._respond(line)
+            finally:
+                self.model.changed.notify_all()
+
+    def _respond(self, line: bytes) -> bytes | None:
+        self.received.append(line)
+        if not line.rstrip(b"\r"):
+            return None  # an empty line ends a partial one and is not answered
+        text = _peek_command(line)
+        if self._take_fault("drop_request", text):
+            return None
+        if self._take_fault("corrupt_request", text):
+            line = _flip(line)
+        reply = self._frame(line + b"\n")
+        if self._take_fault("drop_reply", text):
+            return None
+        if self._take_fault("corrupt_reply", text):
+            reply = _flip(reply)
+        return reply
 
     def _frame(self, line: bytes) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the MCU holds (threads, processes)."""
+
+    @property
+    def running(self) -> bool:
+        """A table run is in progress."""
         raise NotImplementedError
 
 
@@ -112,6 +161,10 @@ class McuEmulator(FaultyLink):
         self.table_size = table_size
         self.table: list[Route] = []
         self.table_state, self.pos = "idle", 0
+        self.pacing: Pacing | None = None
+        self.run = _Run()
+        for line in (1, 2):
+            model.inputs[f"mcu.in{line}"] = lambda t, width, n=line: self.edge_in(n, t)
         self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
         self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
         self.executed: list[str] = []  # commands executed (retransmissions excluded)
@@ -120,7 +173,6 @@ class McuEmulator(FaultyLink):
         self._fed = time.monotonic()
         self._watchdog: threading.Thread | None = None
         self._closed, self._wake = threading.Event(), threading.Event()
-        model.listeners.append(self.hardware_trigger)
 
     def close(self) -> None:
         """Stop the watchdog thread (if one runs)."""
@@ -132,10 +184,16 @@ class McuEmulator(FaultyLink):
     def _unstick(self) -> None:
         self.stuck.clear()
 
+    @property
+    def running(self) -> bool:
+        return self.table_state == "running"
+
     # ---- link ---------------------------------------------------------------------------
 
     def _frame(self, line: bytes) -> bytes:
         try:
+            if len(line) > RX_LIMIT:
+                raise FrameError("LONG", line[:64])
             seq, text = decode_frame(line)
         except FrameError as exc:
             head = line.split(b" ", 1)[0]
@@ -160,35 +218,37 @@ class McuEmulator(FaultyLink):
         self.executed.append(text)
         words = text.split()
         cmd = words[0] if words else ""
+        if self.table_state == "running" and " ".join(words[:2]) not in RUNNING_OK \
+                and cmd not in RUNNING_OK:
+            raise _Refused(8, "busy")
         if cmd == "IDN?" and len(words) == 1:
             boards = ",".join(str(b) for b in sorted(self.model.board_pos))
-            return f"fw={FIRMWARE} boards={boards} table={self.table_size}"
+            return (f"fw={FIRMWARE} proto=2 boards={boards} table={self.table_size} "
+                    f"rx={RX_LIMIT} trig=2/2")
         if cmd == "STATE?" and len(words) == 1:
             return format_state(self.read_back())
         if cmd == "OPEN" and len(words) == 1:
-            self.table_state, self.pos = ("idle", 0)
-            self.model.open_all()
+            if self.table_state == "running":
+                self._stop("fault", "abort")
+            self._switch(None)
             return ""
         if cmd in ("SEL", "PUL", "MAC"):
-            if self.table_state == "armed":
-                raise _Refused(8, "busy")
             self.apply(self.parse(text))
+            self.model.advance(self.model.now + self._settle())
+            self.model.record(self.model.now, "mcu", "settled", self._route_text())
             return ""
         if cmd == "TBL" and len(words) >= 2:
             return self.table_command(words[1], words[2:])
-        if cmd == "TRG" and len(words) == 1:
-            self.hardware_trigger()
-            return ""
         if cmd == "WDG" and len(words) == 2:
             self.set_watchdog(_index(words[1]))
             return ""
         if cmd == "WDG?" and len(words) == 1:
             return f"ms={self.watchdog_ms} expired={self.watchdog_expired}"
-        if cmd in ("IDN?", "STATE?", "OPEN", "TRG", "TBL", "WDG", "WDG?"):
+        if cmd in ("IDN?", "STATE?", "OPEN", "TBL", "WDG", "WDG?"):
             raise _Refused(1, "syntax")
         raise _Refused(2, "unknown")
 
-    # ---- host watchdog (protocol section 4.3) ------------------------------------------------
+    # ---- host watchdog (protocol section 4.4) ------------------------------------------------
 
     def set_watchdog(self, ms: int) -> None:
         if ms and not WATCHDOG_MS[0] <= ms <= WATCHDOG_MS[1]:
@@ -200,18 +260,18 @@ class McuEmulator(FaultyLink):
             self._watchdog.start()
 
     def _watch(self) -> None:
-        """Open every switch (and stop an armed table) when the host has been silent, and no
-        trigger has stepped the table, for the watchdog time."""
+        """Open every switch (and stop a running table) when the host has been silent, and no
+        table step has happened, for the watchdog time."""
         while not self._closed.is_set():
             self._wake.wait(self._expires_in())
             self._wake.clear()
             with self.model.lock:
                 if not self.watchdog_ms or self._expires_in() > 0:
                     continue  # disarmed or fed meanwhile
-                if self.table_state == "armed" or not self.model.all_open():
-                    self.model.open_all()
-                    if self.table_state == "armed":
-                        self.table_state = "fault"
+                if self.table_state == "running" or not self.model.all_open():
+                    if self.table_state == "running":
+                        self._stop("fault", "abort")
+                    self._switch(None)
                     self.watchdog_expired += 1
                 self._fed = time.monotonic()
 
@@ -234,6 +294,7 @@ class McuEmulator(FaultyLink):
     def table_command(self, sub: str, args: list[str]) -> str:
         if sub == "CLR" and not args:
             self.table, self.table_state, self.pos = [], "idle", 0
+            self.run = _Run()
             return ""
         if sub in ("SET", "SCAN") and args:
             try:
@@ -249,19 +310,25 @@ class McuEmulator(FaultyLink):
             return self.table[i].text
         if sub == "CRC" and not args:
             return f"len={len(self.table)} crc={table_crc(self.table):04X}"
-        if sub == "ARM" and not args:
-            if not self.table:
+        if sub == "CFG" and args:
+            self.pacing = _pacing(args)
+            return ""
+        if sub == "CFG?" and not args:
+            return (self.pacing.command.removeprefix("TBL CFG ") if self.pacing else
+                    "out=0 in=0 wait=dwell settle=0 tout=0 time=0")
+        if sub == "RUN" and not args:
+            if not self.table or self.pacing is None:
                 raise _Refused(6, "table")
-            self.table_state, self.pos = "armed", 0
-            self._step()
+            self._run_table()
             return ""
         if sub == "STAT" and not args:
-            return f"state={self.table_state} pos={self.pos} len={len(self.table)}"
+            before, during, after = self.run.counts()
+            return (f"state={self.table_state} pos={self.pos} len={len(self.table)} "
+                    f"out={self.run.out} before={before} during={during} after={after} "
+                    f"why={self.run.why}")
         raise _Refused(1, "syntax")
 
     def _store(self, start: int, routes: list[Route]) -> None:
-        if self.table_state == "armed":
-            raise _Refused(8, "busy")
         if start > len(self.table) or start + len(routes) > self.table_size:
             raise _Refused(6, "table")
         self.table[start:start + len(routes)] = routes
@@ -273,10 +340,13 @@ class McuEmulator(FaultyLink):
         read-back then disagrees: everything is opened again and the route refused."""
         m = self.model
         pos, cols, rows = self._compiled(route)
+        m.advance(m.now + READ_BACK / 2)  # the drivers change half-way through the write
+        m.record(m.now, "mcu", "switch", route.text)
         m.open_all()
         m.wl[pos, cols] = True
         m.bls[pos] = rows
         (m.slg if route.kind == "PUL" else m.slm)[pos, cols] = True
+        m.advance(m.now + READ_BACK / 2)
         if not (self.stuck or self.faults):
             return  # nothing can make the read-back differ from the command
         if pos.size and self._take_fault("stuck_switch", ""):
@@ -284,7 +354,7 @@ class McuEmulator(FaultyLink):
         for sp, sr in self.stuck:
             m.bls[sp, sr] = False
         if route.switch_state() != self.read_back():
-            m.open_all()
+            self._switch(None)
             raise _Refused(7, "switch")
 
     def _compiled(self, route: Route) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -309,24 +379,104 @@ class McuEmulator(FaultyLink):
         return {ids[p]: SwitchState(*(int(v) for v in masks[:, p]))
                 for p in np.flatnonzero(masks.any(axis=0))}
 
-    def _step(self) -> None:
-        try:
-            self.apply(self.table[self.pos])
-        except _Refused:
-            self.table_state = "fault"  # switches already opened by apply
+    def _switch(self, route: Route | None) -> None:
+        """Open everything (``None``) as one recorded switch change."""
+        if route is None:
+            self.model.record(self.model.now, "mcu", "switch", "OPEN")
+            self.model.open_all()
 
-    def hardware_trigger(self) -> None:
-        """An edge on TRIG IN: advance an armed table (after the last entry: open, done)."""
-        with self.model.lock:
-            if self.table_state != "armed":
+    def _route_text(self) -> str:
+        states = self.read_back()
+        return format_state(states) or "OPEN"
+
+    def _settle(self) -> float:
+        return DEFAULT_SETTLE if self.pacing is None else self.pacing.settle_us * 1e-6
+
+    # ---- table runs (protocol section 4.1) ---------------------------------------------------
+
+    def _run_table(self) -> None:
+        """Pace the whole table on the bench time base; the reply goes out when it has started
+        (the host polls ``TBL STAT``), which on the emulator is after it ended."""
+        m, cfg, run = self.model, self.pacing, self.run
+        assert cfg is not None
+        self.table_state, run.start, run.out = "running", m.now, 0
+        tout, time = cfg.tout_us * 1e-6, cfg.time_us * 1e-6
+        for i, route in enumerate(self.table):
+            self.pos = i
+            try:
+                self.apply(route)
+            except _Refused:
+                self._stop("fault", "switch")
                 return
-            self._fed = time.monotonic()  # a table being stepped is running
-            self.pos += 1
-            if self.pos >= len(self.table):
-                self.model.open_all()
-                self.table_state, self.pos = "done", len(self.table)
+            if self.table_state != "running":  # a stray edge during the read-back
+                self._switch(None)
+                return
+            run.window, run.completion = None, None
+            m.advance(m.now + cfg.settle_us * 1e-6, until=self._stray)
+            if self.table_state != "running":
+                return
+            m.record(m.now, "mcu", "settled", route.text)
+            rise = run.window = m.now
+            run.out += 1
+            m.emit(f"mcu.out{cfg.out}", rise, tout)
+            if cfg.wait == "edge":
+                m.advance(rise + time, until=lambda: run.completion is not None
+                          or self.table_state != "running")
+                if self.table_state != "running":
+                    return
+                if run.completion is None:
+                    self._stop("fault", "timeout")
+                    return
+                end = max(run.completion, rise + tout)
             else:
-                self._step()
+                end = rise + max(time, tout)
+            run.window = None
+            m.advance(end, until=self._stray)
+            if self.table_state != "running":
+                return
+        self._switch(None)
+        self.pos = len(self.table)
+        self._stop("done", "none")
+
+    def _stray(self) -> bool:
+        return self.table_state != "running"
+
+    def _stop(self, state: str, why: str) -> None:
+        if state == "fault":
+            self._switch(None)
+        self.table_state, self.run.why, self.run.end = state, why, self.model.now
+
+    def edge_in(self, line: int, t: float) -> None:
+        """A rising edge on TRIG IN ``line`` at bench time ``t``."""
+        cfg, run = self.pacing, self.run
+        if cfg is None or line != cfg.in_:
+            return
+        run.edges.append(t)
+        if self.table_state != "running" or cfg.wait != "edge":
+            return
+        if run.window is not None and run.completion is None and t >= run.window:
+            run.completion = t
+        else:  # an edge while no completion is awaited: the run stops at once
+            self.model.now = t
+            self._stop("fault", "stray")
+
+
+def _pacing(args: list[str]) -> Pacing:
+    keys = ("out", "in", "wait", "settle", "tout", "time")
+    pairs = [a.partition("=") for a in args]
+    if [k for k, _, _ in pairs] != list(keys) or any(not v for _, _, v in pairs):
+        raise _Refused(1, "syntax")
+    values = {k: v for k, _, v in pairs}
+    numbers = [values[k] for k in keys if k != "wait"]
+    if not all(v.isdigit() for v in numbers) or values["wait"] not in ("edge", "dwell"):
+        raise _Refused(1, "syntax")
+    out, in_, settle, tout, time = (int(v) for v in numbers)
+    if values["wait"] == "edge" and in_ == 0:
+        raise _Refused(1, "syntax")
+    try:
+        return Pacing(out, in_, values["wait"], settle, tout, time)
+    except ValueError:
+        raise _Refused(3, "range") from None
 
 
 def _refusal(exc: RouteSyntaxError) -> _Refused:

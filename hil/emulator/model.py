@@ -1,4 +1,4 @@
-"""The one physics model every emulated instrument shares.
+"""The one physics model every emulated instrument shares, on one bench time base.
 
 The multiplexer state (per board: WL gates, bit lines on the source bus, source lines to ground or
 to the measure bus; exactly the four switch sets of the MCU protocol) decides which cells an
@@ -7,13 +7,22 @@ SL are all closed, and the SMU measures the summed current of exactly the cells 
 measured SL are closed. The device physics is :class:`hil.backends.sim.SimBackend`'s, so the
 emulated bench and the simulated backend behave alike for the same seed.
 
-Hardware trigger lines are modelled as callbacks: an instrument that emits a trigger (the SMU
-after each list-sweep point, the generator after each pulse of a burst) calls
-:meth:`BenchModel.trigger`, and the MCU's table mode listens to it.
+Time is *bench time* (``now``, seconds), not the host's clock: hardware actions (a switch
+settling, a trigger pulse, a generator pulse, an SMU aperture) are events scheduled at the time
+they happen (:meth:`BenchModel.at`) and run in time order (:meth:`BenchModel.advance`); every
+message a host sends costs at least :data:`HOST_GAP` of bench time. A switch that moves during a
+pulse or an aperture therefore moves *during* it, as on the bench, and the timeline
+(:meth:`BenchModel.record`) shows it.
+
+Trigger lines are wires between named endpoints (``mcu.out1``, ``generator.trig_in``,
+``smu.line2``, ``mcu.in1`` ...): an instrument drives an endpoint with :meth:`BenchModel.emit`,
+and only the wires the bench file declares carry the edge on to the endpoint at their other end.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +32,15 @@ import numpy as np
 from hil.backends.base import RESET, SET
 from hil.backends.sim import SimBackend
 from hil.bench import CELLS, COLS, ROWS, Bench
+
+# A host exchange on a LAN socket or a USB serial port takes tens of microseconds at the very
+# least; charging only that much between two host messages is the strict case for the timing
+# checks (less slack between a host action and the next hardware event).
+HOST_GAP = 50e-6
+
+TIMELINE_SOURCES = ("mcu", "generator", "smu")
+TIMELINE_EVENTS = ("switch", "settled", "pulse_start", "pulse_end", "aperture_start",
+                   "aperture_end", "edge")
 
 
 @dataclass(frozen=True)
@@ -39,12 +57,24 @@ class DeliveredPulse:
         return SET if self.voltage > 0 else RESET
 
 
-class BenchModel:
-    """Shared state of the emulated bench: device physics, switch matrix, trigger wiring."""
+@dataclass(frozen=True)
+class Wire:
+    """A trigger wire of the bench: ``source`` endpoint drives ``target`` endpoint."""
 
-    def __init__(self, bench: Bench, seed: int | None = None, modes: np.ndarray | None = None):
+    name: str
+    source: str
+    target: str
+
+
+class BenchModel:
+    """Shared state of the emulated bench: device physics, switch matrix, trigger wires, bench
+    time and its event queue."""
+
+    def __init__(self, bench: Bench, seed: int | None = None, modes: np.ndarray | None = None,
+                 wires: tuple[Wire, ...] = ()):
         self.bench = bench
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified after every host message
         self.sim = SimBackend(bench, seed=seed, modes=modes)
         n = len(bench.board_ids)
         self.board_pos = {b: i for i, b in enumerate(bench.board_ids)}
@@ -53,7 +83,57 @@ class BenchModel:
         self.slg = np.zeros((n, COLS), dtype=bool)
         self.slm = np.zeros((n, COLS), dtype=bool)
         self.pulses: list[DeliveredPulse] = []
-        self.listeners: list[Callable[[], None]] = []
+        self.wires = wires
+        self.inputs: dict[str, Callable[[float, float], None]] = {}  # endpoint -> (t, width)
+        self.now = 0.0
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self.timeline: list[tuple[float, str, str, str]] | None = None
+        self._ids = np.asarray(bench.board_ids)
+
+    # ---- bench time ---------------------------------------------------------------------
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at bench time ``t`` (not before any earlier event)."""
+        heapq.heappush(self._queue, (t, next(self._order), action))
+
+    def advance(self, t: float, until: Callable[[], bool] | None = None) -> None:
+        """Run every event due by ``t`` in time order, then set ``now`` to ``t``; with
+        ``until``, stop right after the first event that makes it true (``now`` = that
+        event's time)."""
+        while self._queue and self._queue[0][0] <= t:
+            when, _, action = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            action()
+            if until is not None and until():
+                return
+        self.now = max(self.now, t)
+
+    def host_message(self) -> None:
+        """A host message arrived: bench time moves on by :data:`HOST_GAP`."""
+        self.advance(self.now + HOST_GAP)
+
+    def pending(self) -> bool:
+        return bool(self._queue)
+
+    def record(self, t: float, source: str, event: str, target: str = "") -> None:
+        if self.timeline is not None:
+            self.timeline.append((t, source, event, target))
+
+    # ---- trigger wires ------------------------------------------------------------------
+
+    def emit(self, endpoint: str, t: float, width: float) -> None:
+        """A pulse driven on ``endpoint``, rising at ``t`` and ``width`` s long: carried by
+        every declared wire from it to the endpoint at the other end (if anything listens)."""
+        for wire in self.wires:
+            if wire.source == endpoint:
+                self.at(t, lambda w=wire: self._arrive(w, width))
+
+    def _arrive(self, wire: Wire, width: float) -> None:
+        self.record(self.now, wire.source.split(".")[0], "edge", wire.name)
+        handler = self.inputs.get(wire.target)
+        if handler is not None:
+            handler(self.now, width)
 
     # ---- switches -----------------------------------------------------------------------
 
@@ -91,33 +171,38 @@ class BenchModel:
         """Devices whose current flows into the measure bus now."""
         return self._cells(self.slm)
 
+    def cell_text(self, devices: np.ndarray) -> str:
+        """``board:row:col`` (PCB numbering) of each device, joined by ``;``."""
+        pos, cell = np.divmod(np.asarray(devices, dtype=np.int64), CELLS)
+        r, c = np.divmod(cell, COLS)
+        return ";".join(f"{b}:{row + 1}:{col + 1}" for b, row, col in
+                        zip(self._ids[pos].tolist(), r.tolist(), c.tolist(), strict=True))
+
     # ---- physics ------------------------------------------------------------------------
 
-    def deliver(self, voltage: float, width: float) -> None:
-        """The generator fired one pulse of ``voltage`` (at the cell) and ``width``."""
-        with self.lock:
-            cells = self.pulse_cells()
-            if cells.size and voltage != 0:
-                self.pulses.append(DeliveredPulse(tuple(int(c) for c in cells), voltage, width))
-                polarity = SET if voltage > 0 else RESET
-                self.sim.pulse(cells, polarity, 1, voltage=abs(voltage), width=width)
-            self.trigger()
+    def pulse(self, voltage: float, width: float) -> None:
+        """The generator's output starts one pulse of ``voltage`` (at the cell) and ``width``
+        now; the cells it reaches are those routed at its start (a switch moving during it
+        shows on the timeline)."""
+        cells = self.pulse_cells() if voltage != 0 else np.zeros(0, dtype=np.int64)
+        target = self.cell_text(cells)
+        self.record(self.now, "generator", "pulse_start", target)
+        self.at(self.now + width, lambda: self.record(self.now, "generator", "pulse_end",
+                                                      target))
+        if cells.size:
+            self.pulses.append(DeliveredPulse(tuple(int(c) for c in cells), voltage, width))
+            polarity = SET if voltage > 0 else RESET
+            self.sim.pulse(cells, polarity, 1, voltage=abs(voltage), width=width)
 
     def current(self, voltage: float) -> float:
         """Current (A) into the measure bus with ``voltage`` on the source bus, read noise
         included (as :meth:`SimBackend.mac`: the sum of independent cell noises)."""
-        with self.lock:
-            cells = self.measure_cells()
-            if cells.size == 0:
-                return 0.0
-            g = self.sim.apparent(self.sim.g[cells])
-            noise = self.bench.sim.read_noise * np.sqrt(np.sum(g * g))
-            return float(voltage * (g.sum() + noise * self.sim.rng.standard_normal()) * 1e-6)
-
-    def trigger(self) -> None:
-        """A rising edge on the trigger line into the MCU."""
-        for listener in self.listeners:
-            listener()
+        cells = self.measure_cells()
+        if cells.size == 0:
+            return 0.0
+        g = self.sim.apparent(self.sim.g[cells])
+        noise = self.bench.sim.read_noise * np.sqrt(np.sum(g * g))
+        return float(voltage * (g.sum() + noise * self.sim.rng.standard_normal()) * 1e-6)
 
     def conductance(self, devices: np.ndarray) -> np.ndarray:
         """True conductances (uS), for tests comparing against the plan."""

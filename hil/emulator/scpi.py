@@ -34,10 +34,12 @@ ERROR_TEXT = {
     -108: "Parameter not allowed",
     -109: "Missing parameter",
     -113: "Undefined header",
+    -114: "Header suffix out of range",
     -211: "Trigger ignored",
     -221: "Settings conflict",
     -222: "Data out of range",
     -224: "Illegal parameter value",
+    -230: "Data corrupt or stale",
     -350: "Queue overflow",
 }
 
@@ -228,6 +230,17 @@ class ScpiInstrument:
         """``*TRG``."""
         raise ScpiError(-211)
 
+    def wait_complete(self) -> bool:
+        """``*WAI`` / ``*OPC?``: wait as the model does for its pending operations; ``False``
+        when they never completed (``*OPC?`` then never answers)."""
+        return True
+
+    def before_message(self) -> None:
+        """Called under the lock as each message arrives (the bench clock moves on)."""
+
+    def after_message(self) -> None:
+        """Called under the lock after each message (waiters may look again)."""
+
     # ---- errors ----------------------------------------------------------------------
 
     def push_error(self, code: int, detail: str = "") -> None:
@@ -261,12 +274,14 @@ class ScpiInstrument:
             value, self.esr = self.esr, 0
             return str(value)
         elif h == "*OPC?":
-            return "1"  # the emulator executes synchronously: all operations are complete
+            return "1" if self.wait_complete() else None
+        elif h == "*WAI":
+            self.wait_complete()
         elif h == "*OPC":
             self.esr |= ESR_OPC
         elif h == "*STB?":
             return str((4 if self.errors else 0) | (32 if self.esr else 0))
-        elif h in ("*WAI", "*ESE", "*SRE"):
+        elif h in ("*ESE", "*SRE"):
             return None
         elif h == "*TRG":
             self.bus_trigger()
@@ -282,22 +297,29 @@ class ScpiInstrument:
         replies: list[str] = []
         with self.lock:
             self.log.append(message)
-            path: list[str] = []
-            for unit in _split_units(message):
-                header, _, rest = unit.partition(" ")
-                args = split_args(rest) if rest.strip() else []
-                try:
-                    if header.startswith("*"):
-                        reply = self.common(header, args)
-                    else:
-                        reply, path = self._dispatch(header, args, path)
-                except ScpiError as exc:
-                    detail = str(exc).partition("; ")[2]
-                    self.push_error(exc.code, detail or unit)
-                    continue
-                if reply is not None:
-                    replies.append(reply)
+            self.before_message()
+            try:
+                self._units(message, replies)
+            finally:
+                self.after_message()
         return ";".join(replies) if replies else None
+
+    def _units(self, message: str, replies: list[str]) -> None:
+        path: list[str] = []
+        for unit in _split_units(message):
+            header, _, rest = unit.partition(" ")
+            args = split_args(rest) if rest.strip() else []
+            try:
+                if header.startswith("*"):
+                    reply = self.common(header, args)
+                else:
+                    reply, path = self._dispatch(header, args, path)
+            except ScpiError as exc:
+                detail = str(exc).partition("; ")[2]
+                self.push_error(exc.code, detail or unit)
+                continue
+            if reply is not None:
+                replies.append(reply)
 
     def _dispatch(
         self, header: str, args: list[str], path: list[str]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,15 @@ from driver_fakes import ScriptedServer
 
 from drivers.errors import IdentityError, MuxCommandError, MuxLinkError, RouteError
 from drivers.mcu import (
+    FRAME_OVERHEAD,
     MAX_LINE,
     FrameError,
     MuxController,
+    Pacing,
     Route,
     RouteSyntaxError,
     SwitchState,
+    TableStatus,
     decode_frame,
     encode_frame,
     format_state,
@@ -26,7 +30,8 @@ from drivers.mcu import (
     table_crc,
 )
 
-IDN = "OK fw=hil-mux/1.0 boards=1,2,3,4 table=4096"
+IDN = "OK fw=hil-mux/2.0 proto=2 boards=1,2,3,4 table=4096 rx=256 trig=2/2"
+FLUSH = (b"\n", None)  # the bare newline that ends a partial line before the first frame
 
 
 def x(seq: int, command: str, reply: str | None) -> tuple[bytes, bytes | None]:
@@ -45,7 +50,7 @@ def mcu_link():
     opened: list[tuple[ScriptedServer, MuxController]] = []
 
     def start(script, **kwargs) -> MuxController:
-        server = ScriptedServer([x(0, "IDN?", IDN), *script])
+        server = ScriptedServer([FLUSH, x(0, "IDN?", IDN), *script])
         mcu = MuxController(f"socket://127.0.0.1:{server.port}", timeout=0.1, **kwargs)
         opened.append((server, mcu))
         return mcu
@@ -140,7 +145,8 @@ def test_identify_select_verify_and_close_conversation(mcu_link) -> None:
         x(3, "OPEN", "OK"),
         x(4, "STATE?", "OK"),
     ], boards=[3, 4])
-    assert mcu.identity.boards == (1, 2, 3, 4) and mcu.identity.version == "1.0"
+    assert mcu.identity.boards == (1, 2, 3, 4) and mcu.identity.version == "2.0"
+    assert (mcu.identity.rx, mcu.identity.trig_out, mcu.identity.trig_in) == (256, 2, 2)
     route = mcu.select_cell(3, 2, 5)
     mcu.assert_route(route)
     with pytest.raises(RouteError):
@@ -212,26 +218,62 @@ def test_firmware_switch_fault_is_a_route_error(mcu_link) -> None:
         mcu.select_cell(3, 2, 5)
 
 
-def test_table_load_verify_arm_and_finish(mcu_link) -> None:
+PACE = Pacing(out=2, in_=1, wait="edge", settle_us=20, tout_us=10, time_us=2000)
+DONE6 = "OK state=done pos=6 len=6 out=6 before=0 during=6 after=0 why=none"
+
+
+def test_table_load_verify_run_and_verdict(mcu_link) -> None:
     routes = [Route.mac([(1, c, 0x00F)]) for c in range(1, 6)] + [Route.cell(2, 3, 4)]
     crc = f"{table_crc(routes):04X}"
+    load = [x(1, "TBL CLR", "OK"), x(2, "TBL SCAN 0 MAC 1-5 1:00F", "OK"),
+            x(3, "TBL SET 5 PUL 2:4:004", "OK"), x(4, "TBL CRC", f"OK len=6 crc={crc}")]
     mcu = mcu_link([
-        x(1, "TBL CLR", "OK"),
-        x(2, "TBL SCAN 0 MAC 1-5 1:00F", "OK"),
-        x(3, "TBL SET 5 PUL 2:4:004", "OK"),
-        x(4, "TBL CRC", f"OK len=6 crc={crc}"),
-        x(5, "TBL ARM", "OK"),
-        x(6, "TBL STAT", "OK state=done pos=6 len=6"),
-        x(7, "TBL STAT", "OK state=fault pos=2 len=6"),
+        *load,
+        x(5, "TBL CFG out=2 in=1 wait=edge settle=20 tout=10 time=2000", "OK"),
+        x(6, "TBL RUN", "OK"),
+        x(7, "TBL STAT", DONE6),
+        *[(f, r) for f, r in (x(s + 7, c, rep) for s, (c, rep) in enumerate(
+            [("TBL CLR", "OK"), ("TBL SCAN 0 MAC 1-5 1:00F", "OK"),
+             ("TBL SET 5 PUL 2:4:004", "OK"), ("TBL CRC", f"OK len=6 crc={crc}")], 1))],
+        # the same pacing again: no TBL CFG; an extra edge after the run discards the batch
+        x(12, "TBL RUN", "OK"),
+        x(13, "TBL STAT", DONE6.replace("after=0", "after=1")),
+        x(14, "OPEN", "OK"),
     ])
     mcu.load_table(routes)
-    mcu.arm_table()
-    assert mcu.check_table_done().length == 6
-    with pytest.raises(RouteError, match="fault at entry 2 of 6"):
-        mcu.check_table_done()
+    assert mcu.run_table(PACE, 6).during == 6
+    mcu.load_table(routes)
+    with pytest.raises(RouteError, match="before/during/after the run 0/6/1, expected 0/6/0"):
+        mcu.run_table(PACE, 6)
+    with pytest.raises(RouteError, match="unverified"):
+        mcu.run_table(PACE, 6)  # a refused batch leaves no table to run
 
 
-def test_table_crc_mismatch_clears_and_refuses_arming(mcu_link) -> None:
+@pytest.mark.parametrize(("stat", "why"), [
+    ("state=fault pos=2 len=6 out=3 before=0 during=2 after=0 why=timeout",
+     "table ended fault \\(timeout\\) at entry 2 of 6"),
+    ("state=done pos=6 len=6 out=6 before=1 during=6 after=0 why=none",
+     "before/during/after the run 1/6/0"),
+    ("state=done pos=6 len=6 out=6 before=0 during=5 after=0 why=none",
+     "before/during/after the run 0/5/0, expected 0/6/0"),
+    ("state=done pos=6 len=6 out=5 before=0 during=6 after=0 why=none",
+     "5 trigger pulses raised for 6 entries"),
+])
+def test_any_missing_or_extra_edge_discards_the_batch(stat: str, why: str) -> None:
+    status = TableStatus.parse(stat)
+    assert status.problem(6) is not None and __import__("re").search(why, status.problem(6))
+    assert TableStatus.parse(DONE6.removeprefix("OK ")).problem(6) is None
+
+
+def test_pacing_is_checked_before_any_byte() -> None:
+    with pytest.raises(ValueError, match="wait=edge needs an input line"):
+        Pacing(out=1, in_=0, wait="edge", settle_us=20, tout_us=2, time_us=5)
+    with pytest.raises(ValueError, match="out 1..2"):
+        Pacing(out=3, in_=0, wait="dwell", settle_us=20, tout_us=2, time_us=5)
+    assert Pacing(1, 2, "dwell", 20, 2, 5).seconds(10) == pytest.approx(250e-6)
+
+
+def test_table_crc_mismatch_clears_and_refuses_running(mcu_link) -> None:
     mcu = mcu_link([
         x(1, "TBL CLR", "OK"),
         x(2, "TBL SET 0 PUL 2:4:004", "OK"),
@@ -241,7 +283,44 @@ def test_table_crc_mismatch_clears_and_refuses_arming(mcu_link) -> None:
     with pytest.raises(RouteError, match="table cleared"):
         mcu.load_table([Route.cell(2, 3, 4)])
     with pytest.raises(RouteError, match="unverified"):
-        mcu.arm_table()
+        mcu.run_table(PACE, 1)
+
+
+def test_link_start_flushes_a_partial_line_and_waits_for_boot() -> None:
+    """A host that died mid-frame left ``7 SEL 3`` in the MCU's buffer: the bare newline ends
+    it (the MCU's NAK is dropped), so the first frame is answered at once, not after a timeout
+    and a retry; the boot wait comes before any byte."""
+    server = ScriptedServer([(b"7 SEL 3\n", encode_frame("-", "NAK FRAME")),
+                             x(0, "IDN?", IDN)])
+    sock = serial.serial_for_url(f"socket://127.0.0.1:{server.port}", timeout=0.2)
+    sock.write(b"7 SEL 3")  # the crashed host's partial frame
+    started = time.monotonic()
+    mcu = MuxController(sock, timeout=0.2, boot_wait=0.3)
+    assert time.monotonic() - started >= 0.3
+    assert mcu.stats.attempts == 1 and mcu.stats.naks == 0
+    server.check()
+    sock.close()
+    server.close()
+
+
+def test_frames_fit_the_smaller_of_setting_and_firmware_limit(mcu_link) -> None:
+    routes = [Route.cell(1 + i % 4, 1 + i % 12, 1 + (i * 7) % 10) for i in range(60)]
+    frames = pack_table(routes, 128 - FRAME_OVERHEAD)
+    crc = f"{table_crc(routes):04X}"
+    mcu = mcu_link([x(1, "TBL CLR", "OK"), *(x(2 + i, c, "OK") for i, c in enumerate(frames)),
+                    x(2 + len(frames), "TBL CRC", f"OK len=60 crc={crc}")], max_frame=128)
+    mcu.load_table(routes)
+    assert len(frames) > 3 and all(len(encode_frame(255, f)) <= 128 for f in frames)
+    assert mcu.max_frame == 128
+    with pytest.raises(MuxCommandError, match="exceeds the 128-byte limit"):
+        mcu.transact("TBL SET 0 " + ";".join(r.text for r in routes))
+
+
+def test_version_1_firmware_is_refused(mcu_link) -> None:
+    server = ScriptedServer([FLUSH, x(0, "IDN?", "OK fw=hil-mux/1.0 boards=1 table=4096")])
+    with pytest.raises(IdentityError, match="protocol 1, this host needs version 2"):
+        MuxController(f"socket://127.0.0.1:{server.port}", timeout=0.1)
+    server.close()
 
 
 def test_loop_port_without_mcu_fails_cleanly() -> None:

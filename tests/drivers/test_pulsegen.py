@@ -19,34 +19,37 @@ SETUP_33500 = [
     ("*RST", None), ("*CLS", None), NO_ERROR,
     ("OUTP1:LOAD INF", None), NO_ERROR, ("OUTP1:LOAD?", "+9.900000000000000E+37"),
     ("SOUR1:FUNC PULS", None), ("SOUR1:BURS:MODE TRIG", None), ("SOUR1:BURS:NCYC 1", None),
-    ("SOUR1:BURS:STAT ON", None), ("TRIG1:SOUR BUS", None), ("OUTP1 OFF", None), NO_ERROR,
+    ("SOUR1:BURS:STAT ON", None), ("TRIG1:SOUR EXT", None), ("TRIG1:SLOP POS", None),
+    ("TRIG1:DEL 0", None), ("OUTP1:TRIG OFF", None), ("OUTP1 OFF", None), NO_ERROR,
 ]
 SET_33500 = [  # period shrinks from the 1 ms default: width first
     ("OUTP1:POL NORM", None), ("SOUR1:VOLT:HIGH 1.8", None), ("SOUR1:VOLT:LOW 0", None),
     ("SOUR1:FUNC:PULS:WIDT 1e-06", None), ("SOUR1:FUNC:PULS:PER 2.0168e-06", None),
-    ("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), ("SOUR1:BURS:NCYC 1", None), NO_ERROR,
+    ("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), NO_ERROR,
 ]
-FIRE_33500 = [("OUTP1 ON", None), NO_ERROR, ("*TRG", None), ("*OPC?", "1")]
+ARM_33500 = [("OUTP1 ON", None), NO_ERROR]
 
 
-def test_33500_setup_set_fire_reset_conversation() -> None:
+def test_33500_setup_set_arm_reset_conversation() -> None:
+    """One pulse per rising edge on Ext Trig, never a bus trigger or a burst of several; a
+    polarity change does not cycle the output relay (finding 12: the caller changes levels
+    only with every switch open)."""
     reset_pulse = [
-        ("OUTP1 OFF", None),  # levels never change with the output on
         ("OUTP1:POL INV", None), ("SOUR1:VOLT:LOW -1.8", None), ("SOUR1:VOLT:HIGH 0", None),
         ("SOUR1:FUNC:PULS:PER 2.0168e-06", None), ("SOUR1:FUNC:PULS:WIDT 1e-06", None),
-        ("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), ("SOUR1:BURS:NCYC 3", None), NO_ERROR,
+        ("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), NO_ERROR,
     ]
-    conversation = [IDN_33500, *SETUP_33500, *SET_33500, *FIRE_33500, ("*TRG", None),
-                    ("*OPC?", "1"), *reset_pulse, *FIRE_33500]
+    conversation = [IDN_33500, *SETUP_33500, *SET_33500, *ARM_33500, *reset_pulse,
+                    ("OUTP1:SYNC ON", None), NO_ERROR]
     with expected_protocol(Keysight33500B, conversation, limits=LIMITS, name="awg") as awg:
         assert awg.resource.read_termination == "\n" and awg.resource.write_termination == "\n"
         awg.setup()
         awg.configure_pulse(1.8, 1e-6)
-        awg.fire()
+        awg.arm()
         awg.configure_pulse(1.8, 1e-6)  # unchanged: no bytes
-        awg.fire()  # output already on: trigger only
-        awg.configure_pulse(-1.8, 1e-6, count=3)
-        awg.fire()
+        awg.arm()  # output already on: no bytes
+        awg.configure_pulse(-1.8, 1e-6)  # the output stays on
+        awg.enable_sync()
 
 
 def test_81160_uses_its_own_commands_and_1_mohm_load() -> None:
@@ -54,18 +57,21 @@ def test_81160_uses_its_own_commands_and_1_mohm_load() -> None:
         IDN_81160,
         ("*RST", None), ("*CLS", None), NO_ERROR,
         (":OUTP1:LOAD 1000000", None), NO_ERROR, (":OUTP1:LOAD?", "+1.000000000000000E+06"),
-        (":FUNC1 PULS", None), (":PULS:HOLD1 WIDT", None), (":ARM:SOUR1 MAN", None),
+        (":FUNC1 PULS", None), (":PULS:HOLD1 WIDT", None), (":ARM:SOUR1 EXT", None),
+        (":ARM:SENS1 EDGE", None), (":ARM:SLOP1 POS", None),
         (":TRIG1:COUN 1", None), (":OUTP1 OFF", None), NO_ERROR,
         (":OUTP1:POL INV", None), (":VOLT1:LOW -1.5", None), (":VOLT1:HIGH 0", None),
         (":PULS:WIDT1 5e-08", None), (":PULS:PER1 1.02e-07", None),
-        (":FUNC1:PULS:TRAN 1e-09", None), (":TRIG1:COUN 2", None), NO_ERROR,
-        (":OUTP1 ON", None), NO_ERROR, ("*TRG", None), ("*OPC?", "1"),
+        (":FUNC1:PULS:TRAN 1e-09", None), NO_ERROR,
+        (":OUTP1 ON", None), NO_ERROR,
         (":OUTP1 OFF", None), NO_ERROR,
     ]
     with expected_protocol(Keysight81160A, conversation, limits=LIMITS) as awg:
         awg.setup()
-        awg.configure_pulse(-1.5, 5e-8, count=2)
-        awg.fire()
+        awg.configure_pulse(-1.5, 5e-8)
+        awg.arm()  # no *TRG and no *OPC? after it: nothing confirms the 81160A's (finding 8)
+        with pytest.raises(LimitError, match="no confirmed sync output"):
+            awg.enable_sync()
         awg.output_off()
 
 
@@ -73,7 +79,7 @@ def test_width_and_period_never_cross_on_the_way() -> None:
     """Growing: period before width; shrinking: width before period."""
     wide = [("SOUR1:FUNC:PULS:PER 0.0002000168", None), ("SOUR1:FUNC:PULS:WIDT 0.0001", None)]
     narrow = [("SOUR1:FUNC:PULS:WIDT 1e-06", None), ("SOUR1:FUNC:PULS:PER 2.0168e-06", None)]
-    tail = [("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), ("SOUR1:BURS:NCYC 1", None), NO_ERROR]
+    tail = [("SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09", None), NO_ERROR]
     levels = SET_33500[:3]
     conversation = [IDN_33500, *SETUP_33500, *SET_33500, *levels, *wide, *tail,
                     *levels, *narrow, *tail]
@@ -125,7 +131,7 @@ def test_error_queue_raised_after_block_names_command() -> None:
         with pytest.raises(SCPIError) as err:
             awg.configure_pulse(1.8, 1e-6)
     assert err.value.errors == [(-222, "Data out of range"), (-221, "Settings conflict")]
-    assert "SOUR1:BURS:NCYC 1" in str(err.value)
+    assert "SOUR1:FUNC:PULS:TRAN:BOTH 8.4e-09" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -138,5 +144,13 @@ def test_error_queue_raised_after_block_names_command() -> None:
 def test_identity_checked_on_open(idn, model, match) -> None:
     with pytest.raises(IdentityError, match=match), expected_protocol(
         Keysight33500B, [("*IDN?", idn)], limits=LIMITS, model=model, name="awg"
+    ):
+        pass
+
+
+def test_81150a_is_refused_rather_than_driven_with_81160a_edges() -> None:
+    """Finding 9: the 8115xA models share the commands but not the 1 ns edge."""
+    with pytest.raises(IdentityError), expected_protocol(
+        Keysight81160A, [("*IDN?", "Agilent Technologies,81150A,DE1,2.0")], limits=LIMITS
     ):
         pass

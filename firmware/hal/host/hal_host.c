@@ -21,11 +21,16 @@
 #include "hal.h"
 #include "hal_host.h"
 
+#include <stdbool.h>
+
 #define LINES (3 * MUX_COLS + MUX_ROWS) /* switches per board */
 
 static const struct chain_config *cfg;
 static uint8_t *closed, *stuck; /* [board][LINES] each */
-static long settle;
+static bool bench_time;          /* time is the emulated bench's, set by hal_host_set_time() */
+static uint64_t now_us;          /* ... and this is it */
+static char outbox[16384];       /* what the hardware did, for the bench: one line per action */
+static size_t outbox_n;
 
 /* Bit offset of switch `line` of a board (order: WL, BLS, SLG, SLM) within its block. */
 static uint8_t offset(unsigned line)
@@ -40,11 +45,19 @@ static uint8_t offset(unsigned line)
     return l->slm[line - 2 * MUX_COLS - MUX_ROWS];
 }
 
-void hal_host_init(const struct chain_config *chain, const char *shm, long settle_us)
+static void report(const char *fmt, unsigned a, uint64_t t, unsigned b)
+{
+    int n = snprintf(outbox + outbox_n, sizeof outbox - outbox_n, fmt, a, (unsigned long long)t,
+                     b);
+    if (n > 0 && (size_t)n < sizeof outbox - outbox_n)
+        outbox_n += (size_t)n;
+}
+
+void hal_host_init(const struct chain_config *chain, const char *shm, bool on_bench_time)
 {
     size_t size = (size_t)chain->nboards * LINES * 2;
     cfg = chain;
-    settle = settle_us;
+    bench_time = on_bench_time;
     if (shm) {
         int fd = open(shm, O_RDWR);
         void *map;
@@ -67,9 +80,17 @@ void hal_host_init(const struct chain_config *chain, const char *shm, long settl
     stuck = closed + (size_t)chain->nboards * LINES;
 }
 
+/* On bench time the write and the read-back take READ_BACK_US together, the switches moving
+ * in the middle, as the emulated MCU models them. */
+#define READ_BACK_US 5u
+
 void hal_switches_write(const uint8_t *image, size_t nbytes)
 {
     (void)nbytes;
+    if (bench_time) {
+        now_us += READ_BACK_US / 2;
+        report("S %u %llu %u\n", 0, now_us, 0);
+    }
     for (unsigned b = 0; b < cfg->nboards; b++) {
         for (unsigned line = 0; line < LINES; line++) {
             unsigned bit = b * cfg->layout->bits + offset(line);
@@ -80,16 +101,54 @@ void hal_switches_write(const uint8_t *image, size_t nbytes)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-void hal_settle(void)
+void hal_wait_us(uint32_t us)
 {
-    if (settle > 0) {
-        struct timespec t = {settle / 1000000, (settle % 1000000) * 1000};
+    struct timespec t = {us / 1000000u, (long)(us % 1000000u) * 1000};
+    if (bench_time)
+        now_us += us;
+    else
         nanosleep(&t, NULL);
-    }
+}
+
+uint64_t hal_micros(void)
+{
+    struct timespec t;
+    if (bench_time)
+        return now_us;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+void hal_host_set_time(uint64_t t_us)
+{
+    if (t_us > now_us)
+        now_us = t_us;
+}
+
+size_t hal_host_take_report(char *out, size_t cap)
+{
+    size_t n = outbox_n < cap ? outbox_n : cap;
+    for (size_t i = 0; i < n; i++)
+        out[i] = outbox[i];
+    outbox_n = 0;
+    return n;
+}
+
+void hal_trig_rise(unsigned line, uint32_t width_us)
+{
+    if (bench_time)
+        report("O %u %llu %u\n", line, now_us, width_us);
+}
+
+void hal_trig_fall(unsigned line)
+{
+    (void)line; /* the bench takes the pulse width at the rise */
 }
 
 void hal_switches_read(uint8_t *image, size_t nbytes)
 {
+    if (bench_time)
+        now_us += READ_BACK_US - READ_BACK_US / 2;
     for (size_t i = 0; i < nbytes; i++)
         image[i] = 0;
     for (unsigned b = 0; b < cfg->nboards; b++) {

@@ -1,13 +1,20 @@
 /* Host build: the firmware core on a PC, its serial link a TCP port on 127.0.0.1 (pyserial's
  * socket://127.0.0.1:PORT reaches it) and its switch hardware simulated (hal_host.c).
  *
- *   hil-mux-host [--port N] [--boards 1,2,...] [--shm FILE] [--trig-fd FD] [--settle-us US]
+ *   hil-mux-host [--port N] [--boards 1,2,...] [--shm FILE] [--bench-fd FD]
  *
  * Prints `listening on 127.0.0.1:PORT` once it accepts connections. Several clients may be
  * connected; each has its own line buffer, all share the one MCU state, as several programs
- * sharing a serial port would. Each byte arriving on --trig-fd is one rising edge on TRIG IN;
- * the firmware writes one byte back once the edge's route is set and read back. */
-#define _POSIX_C_SOURCE 200809L
+ * sharing a serial port would.
+ *
+ * Alone, the firmware runs tables on the host's clock. With --bench-fd it runs on the emulated
+ * bench's time instead, which the bench gives it over that descriptor, one line each:
+ *   T <us>          time has moved on to <us>: do what is due
+ *   E <line> <us>   a rising edge on TRIG IN <line> at <us>
+ *   Q               report only
+ * and each is answered with what the hardware did meanwhile (hal_host_take_report lines), then
+ * `N <next> <now>`: when the firmware next needs time to move on (`-` for never), and its time. */
+#define _GNU_SOURCE /* ppoll */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -19,20 +26,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hal.h"
 #include "hal_host.h"
 #include "mux.h"
 
 #define MAX_CLIENTS 8
+#define NO_DEADLINE UINT64_MAX
 
 static struct mux mcu;
 static struct chain_config chain;
 static struct linebuf lines[MAX_CLIENTS];
 static char reply[MUX_REPLY_MAX + 16];
+static char bench_in[256], bench_out[16384 + 64];
+static size_t bench_in_n;
 
 static void usage(const char *why)
 {
     fprintf(stderr, "hil-mux-host: %s\nusage: hil-mux-host [--port N] [--boards 1,2,...] "
-                    "[--shm FILE] [--trig-fd FD] [--settle-us US]\n", why);
+                    "[--shm FILE] [--bench-fd FD]\n", why);
     exit(2);
 }
 
@@ -84,7 +95,7 @@ static void send_all(int fd, const char *p, size_t n)
 }
 
 /* Bytes from a client: every complete line is answered at once. False when it hung up. */
-static bool serve_client(int fd, struct linebuf *lb)
+static bool serve_client(int fd, struct linebuf *lb, bool bench_time)
 {
     uint8_t buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
@@ -94,6 +105,8 @@ static bool serve_client(int fd, struct linebuf *lb)
         return false;
     for (ssize_t i = 0; i < n; i++) {
         if (linebuf_push(lb, buf[i])) {
+            if (!bench_time) /* the run moves on before the next command is looked at */
+                mux_run(&mcu, hal_micros());
             send_all(fd, reply, mux_line(&mcu, lb, reply));
             linebuf_clear(lb);
         }
@@ -101,25 +114,72 @@ static bool serve_client(int fd, struct linebuf *lb)
     return true;
 }
 
-/* Edges from the trigger line: each byte one edge, acknowledged once handled. */
-static bool serve_trigger(int fd)
+/* One line from the bench (see the top of this file), answered. */
+static void bench_command(int fd, const char *line)
 {
-    uint8_t buf[64];
+    unsigned long long t = 0;
+    unsigned in = 0;
+    uint64_t next;
+    size_t k;
+    int n;
+    if (sscanf(line, "T %llu", &t) == 1) {
+        hal_host_set_time(t);
+    } else if (sscanf(line, "E %u %llu", &in, &t) == 2) {
+        hal_host_set_time(t);
+        mux_edge(&mcu, in, t);
+    }
+    next = mux_run(&mcu, hal_micros());
+    k = hal_host_take_report(bench_out, sizeof bench_out - 64);
+    if (next == NO_DEADLINE)
+        n = snprintf(bench_out + k, 64, "N - %llu\n", (unsigned long long)hal_micros());
+    else
+        n = snprintf(bench_out + k, 64, "N %llu %llu\n", (unsigned long long)next,
+                     (unsigned long long)hal_micros());
+    send_all(fd, bench_out, k + (size_t)n);
+}
+
+/* Lines from the bench. False when it is gone. */
+static bool serve_bench(int fd)
+{
+    char buf[256];
     ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+        return true;
     if (n <= 0)
-        return n < 0 && errno == EINTR;
-    for (ssize_t i = 0; i < n; i++)
-        mux_edge(&mcu);
-    send_all(fd, (const char *)buf, (size_t)n);
+        return false;
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] != '\n') {
+            if (bench_in_n < sizeof bench_in - 1)
+                bench_in[bench_in_n++] = buf[i];
+            continue;
+        }
+        bench_in[bench_in_n] = '\0';
+        bench_command(fd, bench_in);
+        bench_in_n = 0;
+    }
     return true;
+}
+
+/* Poll timeout: the watchdog's and, on the host's clock, the run's next deadline. */
+static struct timespec timeout(bool bench_time)
+{
+    uint64_t wait_us = (uint64_t)mux_poll(&mcu) * 1000u, next;
+    if (wait_us > 1000000u)
+        wait_us = 1000000u;
+    if (!bench_time && (next = mux_run(&mcu, hal_micros())) != NO_DEADLINE) {
+        uint64_t now = hal_micros();
+        uint64_t until = next > now ? next - now : 0;
+        if (until < wait_us)
+            wait_us = until;
+    }
+    return (struct timespec){(time_t)(wait_us / 1000000u), (long)(wait_us % 1000000u) * 1000};
 }
 
 int main(int argc, char **argv)
 {
     struct pollfd fds[2 + MAX_CLIENTS];
     const char *shm = NULL;
-    int port = 0, trig_fd = -1, nclients = 0;
-    long settle_us = 0;
+    int port = 0, bench_fd = -1, nclients = 0;
     chain = bench_chain;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -131,32 +191,30 @@ int main(int argc, char **argv)
             parse_boards(value);
         else if (!strcmp(arg, "--shm"))
             shm = value;
-        else if (!strcmp(arg, "--trig-fd"))
-            trig_fd = atoi(value);
-        else if (!strcmp(arg, "--settle-us"))
-            settle_us = atol(value);
+        else if (!strcmp(arg, "--bench-fd"))
+            bench_fd = atoi(value);
         else
             usage("unknown option");
         i++;
     }
     signal(SIGPIPE, SIG_IGN);
-    hal_host_init(&chain, shm, settle_us);
+    hal_host_init(&chain, shm, bench_fd >= 0);
     mux_init(&mcu, &chain);
     fds[0] = (struct pollfd){listen_on(port), POLLIN, 0};
-    fds[1] = (struct pollfd){trig_fd, POLLIN, 0};
+    fds[1] = (struct pollfd){bench_fd, POLLIN, 0};
     for (;;) {
-        uint32_t wait = mux_poll(&mcu);
-        int ready = poll(fds, (nfds_t)(2 + nclients), wait > 1000u ? 1000 : (int)wait);
+        struct timespec wait = timeout(bench_fd >= 0);
+        int ready = ppoll(fds, (nfds_t)(2 + nclients), &wait, NULL);
         if (ready < 0 && errno != EINTR) {
             perror("hil-mux-host: poll");
             return 1;
         }
         if (ready <= 0)
             continue;
-        if (fds[1].revents && !serve_trigger(trig_fd))
-            return 0; /* the bench that drives the trigger line is gone */
+        if (fds[1].revents && !serve_bench(bench_fd))
+            return 0; /* the bench that gives this firmware its time is gone */
         for (int c = 0; c < nclients; c++) {
-            if (fds[2 + c].revents && !serve_client(fds[2 + c].fd, &lines[c])) {
+            if (fds[2 + c].revents && !serve_client(fds[2 + c].fd, &lines[c], bench_fd >= 0)) {
                 close(fds[2 + c].fd);
                 nclients--;
                 fds[2 + c] = fds[2 + nclients];

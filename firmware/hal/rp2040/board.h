@@ -10,12 +10,14 @@
 #define PIN_LATCH 5       /* 74HC595 RCLK: the shifted image reaches the switch drivers */
 #define PIN_LOAD 6        /* 74HC165 SH/LD (low: sample the switch lines) */
 #define PIN_OE 7          /* 74HC595 /OE, pulled up on the boards: switches open until driven */
-#define PIN_TRIG_IN 15    /* TRIG IN, rising edge, from the instruments' trigger output */
+#define PIN_TRIG_IN1 15   /* TRIG IN 1, rising edge: the SMU's completion output */
+#define PIN_TRIG_IN2 14   /* TRIG IN 2, rising edge: a second instrument output */
+#define PIN_TRIG_OUT1 16  /* TRIG OUT 1, active high: the pulse generator's trigger input */
+#define PIN_TRIG_OUT2 17  /* TRIG OUT 2, active high: the SMU's trigger input */
 
 #define CLK_SYS_HZ 125000000u
 #define SPI_CPSDVSR 2u    /* SPI clock = clk_peri / (CPSDVSR * (1 + SCR)) */
 #define SPI_SCR 7u        /* 125 MHz / 16 = 7.8 MHz: margin for 40 boards of cable */
 #define UART_BAUD 115200u
-#define SETTLE_US 20u     /* switch settling after a latch (the bench file's mux_settling) */
 
 #endif

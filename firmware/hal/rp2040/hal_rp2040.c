@@ -5,7 +5,11 @@
 #include "hal_rp2040.h"
 #include "rp2040.h"
 
-static volatile uint32_t edges; /* TRIG IN rising edges not yet handled */
+/* TRIG IN rising edges not yet handled: line and time, written by the interrupt only */
+#define EDGE_RING 64u
+static volatile uint8_t edge_line[EDGE_RING];
+static volatile uint64_t edge_time[EDGE_RING];
+static volatile uint32_t edge_head, edge_tail;
 
 static void unreset(uint32_t bits)
 {
@@ -46,19 +50,25 @@ static void clocks_init(void)
 
 static void gpio_func(unsigned pin, uint32_t func)
 {
-    PAD(pin) = PAD_IE | (pin == PIN_TRIG_IN ? PAD_PDE : 0);
+    PAD(pin) = PAD_IE | (pin == PIN_TRIG_IN1 || pin == PIN_TRIG_IN2 ? PAD_PDE : 0);
     GPIO_CTRL(pin) = func;
 }
+
+static const unsigned trig_in_pin[2] = {PIN_TRIG_IN1, PIN_TRIG_IN2};
+static const unsigned trig_out_pin[2] = {PIN_TRIG_OUT1, PIN_TRIG_OUT2};
 
 void hal_rp2040_init(void)
 {
     clocks_init();
     unreset(RST_IO_BANK0 | RST_PADS_BANK0 | RST_SPI0 | RST_TIMER | RST_UART0);
     SIO_OUT_SET = (1u << PIN_OE) | (1u << PIN_LOAD);
-    SIO_OUT_CLR = 1u << PIN_LATCH;
-    SIO_OE_SET = (1u << PIN_OE) | (1u << PIN_LOAD) | (1u << PIN_LATCH);
+    SIO_OUT_CLR = (1u << PIN_LATCH) | (1u << PIN_TRIG_OUT1) | (1u << PIN_TRIG_OUT2);
+    SIO_OE_SET = (1u << PIN_OE) | (1u << PIN_LOAD) | (1u << PIN_LATCH) | (1u << PIN_TRIG_OUT1) |
+                 (1u << PIN_TRIG_OUT2);
     for (unsigned pin = PIN_LATCH; pin <= PIN_OE; pin++)
         gpio_func(pin, FUNC_SIO);
+    gpio_func(PIN_TRIG_OUT1, FUNC_SIO);
+    gpio_func(PIN_TRIG_OUT2, FUNC_SIO);
     gpio_func(PIN_SCK, FUNC_SPI);
     gpio_func(PIN_MOSI, FUNC_SPI);
     gpio_func(PIN_MISO, FUNC_SPI);
@@ -74,10 +84,14 @@ void hal_rp2040_init(void)
     }
     UART_LCR_H = (3u << 5) | (1u << 4); /* 8 bits, FIFOs on */
     UART_CR = (1u << 9) | (1u << 8) | 1u;
-    gpio_func(PIN_TRIG_IN, FUNC_SIO);
-    GPIO_INTR(PIN_TRIG_IN) = GPIO_EDGE_HIGH(PIN_TRIG_IN);
-    GPIO_PROC0_INTE(PIN_TRIG_IN) |= GPIO_EDGE_HIGH(PIN_TRIG_IN);
-    NVIC_ISER = 1u << IRQ_IO_BANK0;
+    for (unsigned i = 0; i < 2; i++) {
+        unsigned pin = trig_in_pin[i];
+        gpio_func(pin, FUNC_SIO);
+        GPIO_INTR(pin) = GPIO_EDGE_HIGH(pin);
+        GPIO_PROC0_INTE(pin) |= GPIO_EDGE_HIGH(pin);
+    }
+    TIMER_INTE = 3u; /* alarms 0 and 1: the ends of TRIG OUT pulses */
+    NVIC_ISER = (1u << IRQ_IO_BANK0) | 3u;
 }
 
 /* Once the core has cleared the chain (mux_init): let the drivers follow it. */
@@ -88,20 +102,55 @@ void hal_rp2040_enable_outputs(void)
 
 void isr_irq13(void)
 {
-    if (GPIO_INTR(PIN_TRIG_IN) & GPIO_EDGE_HIGH(PIN_TRIG_IN)) {
-        GPIO_INTR(PIN_TRIG_IN) = GPIO_EDGE_HIGH(PIN_TRIG_IN); /* acknowledge */
-        edges++;
+    uint64_t t = hal_micros();
+    for (unsigned i = 0; i < 2; i++) {
+        unsigned pin = trig_in_pin[i];
+        if (GPIO_INTR(pin) & GPIO_EDGE_HIGH(pin)) {
+            GPIO_INTR(pin) = GPIO_EDGE_HIGH(pin); /* acknowledge */
+            if (edge_head - edge_tail < EDGE_RING) {
+                edge_line[edge_head % EDGE_RING] = (uint8_t)(i + 1);
+                edge_time[edge_head % EDGE_RING] = t;
+                edge_head++;
+            }
+        }
     }
 }
 
-uint32_t hal_rp2040_take_edges(void)
+bool hal_rp2040_take_edge(unsigned *line, uint64_t *t)
 {
-    uint32_t n;
-    __asm volatile("cpsid i" ::: "memory");
-    n = edges;
-    edges = 0;
-    __asm volatile("cpsie i" ::: "memory");
-    return n;
+    if (edge_tail == edge_head)
+        return false;
+    *line = edge_line[edge_tail % EDGE_RING];
+    *t = edge_time[edge_tail % EDGE_RING];
+    edge_tail++;
+    return true;
+}
+
+/* TRIG OUT pulses end on TIMER alarm 0 (line 1) or 1 (line 2): their width does not depend
+ * on when the main loop looks. */
+void hal_trig_rise(unsigned line, uint32_t width_us)
+{
+    uint32_t at = TIMER_RAWL + width_us;
+    SIO_OUT_SET = 1u << trig_out_pin[line - 1];
+    TIMER_ALARM(line - 1) = at; /* arms the alarm */
+}
+
+void hal_trig_fall(unsigned line)
+{
+    TIMER_ARMED = 1u << (line - 1); /* disarm */
+    SIO_OUT_CLR = 1u << trig_out_pin[line - 1];
+}
+
+void isr_irq0(void)
+{
+    TIMER_INTR = 1u;
+    SIO_OUT_CLR = 1u << PIN_TRIG_OUT1;
+}
+
+void isr_irq1(void)
+{
+    TIMER_INTR = 2u;
+    SIO_OUT_CLR = 1u << PIN_TRIG_OUT2;
 }
 
 /* Shift `n` bytes out (from `out`, or zeros) and, if `in`, keep the bytes shifted in; the
@@ -133,10 +182,10 @@ void hal_switches_write(const uint8_t *image, size_t nbytes)
     SIO_OUT_CLR = 1u << PIN_LATCH;
 }
 
-void hal_settle(void)
+void hal_wait_us(uint32_t us)
 {
     uint32_t start = TIMER_RAWL;
-    while (TIMER_RAWL - start < SETTLE_US)
+    while (TIMER_RAWL - start < us)
         ;
 }
 
@@ -148,14 +197,19 @@ void hal_switches_read(uint8_t *image, size_t nbytes)
     spi_transfer(NULL, image, nbytes, 0); /* the first register's H input comes out first */
 }
 
-uint32_t hal_millis(void)
+uint64_t hal_micros(void)
 {
     uint32_t high, low;
     do { /* the 64-bit microsecond count, read high-low-high so no carry slips between */
         high = TIMER_RAWH;
         low = TIMER_RAWL;
     } while (high != TIMER_RAWH);
-    return (uint32_t)((((uint64_t)high << 32) | low) / 1000u);
+    return ((uint64_t)high << 32) | low;
+}
+
+uint32_t hal_millis(void)
+{
+    return (uint32_t)(hal_micros() / 1000u);
 }
 
 int hal_rp2040_getc(void)

@@ -1,6 +1,7 @@
-/* RP2040 main loop: TRIG IN edges first (they pace a table), then the host link, then the
- * watchdog. The interrupt only counts edges; the table steps here, between lines, so a step
+/* RP2040 main loop: TRIG IN edges first, then the run's deadlines, then the host link, then the
+ * watchdog. The interrupt only timestamps edges; the table steps here, between lines, so a step
  * never races a command that is reading or changing the same state. */
+#include "hal.h"
 #include "hal_rp2040.h"
 #include "mux.h"
 
@@ -16,8 +17,11 @@ int main(void)
     linebuf_clear(&line);
     for (;;) {
         int byte;
-        for (uint32_t n = hal_rp2040_take_edges(); n; n--)
-            mux_edge(&mcu);
+        unsigned in;
+        uint64_t t;
+        while (hal_rp2040_take_edge(&in, &t))
+            mux_edge(&mcu, in, t);
+        mux_run(&mcu, hal_micros());
         while ((byte = hal_rp2040_getc()) >= 0) {
             if (linebuf_push(&line, (uint8_t)byte)) {
                 hal_rp2040_write(reply, mux_line(&mcu, &line, reply));

@@ -43,6 +43,10 @@
 
 #define TIMER_RAWH REG(0x40054000u + 0x24) /* microseconds, high word */
 #define TIMER_RAWL REG(0x40054000u + 0x28) /* microseconds, low word */
+#define TIMER_ALARM(n) REG(0x40054000u + 0x10 + 4u * (n))
+#define TIMER_ARMED REG(0x40054000u + 0x20)
+#define TIMER_INTR REG(0x40054000u + 0x34)
+#define TIMER_INTE REG(0x40054000u + 0x38)
 
 #define SPI0 0x4003c000u
 #define SPI_CR0 REG(SPI0 + 0x00)

@@ -24,12 +24,14 @@ static void halt(void)
         ;
 }
 
-/* 16 system exceptions, then IRQ 0..25; only reset and IO_IRQ_BANK0 (13) are used. */
+/* 16 system exceptions, then IRQ 0..25; reset, TIMER_IRQ_0/1 and IO_IRQ_BANK0 are used. */
 __attribute__((section(".vectors"), used)) static void (*const vectors[16 + 26])(void) = {
     [0] = (void (*)(void))&__stack_top,
     [1] = reset,
     [2 ... 15] = halt,
-    [16 ... 16 + 12] = halt,
+    [16] = isr_irq0,
+    [16 + 1] = isr_irq1,
+    [16 + 2 ... 16 + 12] = halt,
     [16 + 13] = isr_irq13,
     [16 + 14 ... 16 + 25] = halt,
 };
