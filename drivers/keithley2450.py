@@ -40,7 +40,11 @@ class Keithley2450(SourceMeter):
         ":TRIG:BLOC:BRAN:COUN 6, {n}, 2",
         ":INIT",
     )
-    LIST_FETCH = ':TRAC:DATA? 1, {n}, "defbuffer1", READ'
+    LIST_REARM = (':TRAC:CLE "defbuffer1"', ":INIT")
+    # *WAI holds the fetch until the trigger model has finished (2450 manual: INIT is an
+    # overlapped command); the host fetches only once the MCU saw every completion edge
+    LIST_FETCH = '*WAI;:TRAC:DATA? 1, {n}, "defbuffer1", READ'
+    FETCH_WAITS = True
     LIST_END = ()
     ABORT = ":ABOR"
     TRIGGER_LINES = range(1, 7)
@@ -62,11 +66,6 @@ class Keithley2450(SourceMeter):
     nplc = Control(":SENS:CURR:NPLC?", ":SENS:CURR:NPLC {}", "Integration, power-line cycles.",
                    validators=(in_range(0.01, 10, "PLC"),))
     output = Control(":OUTP?", ":OUTP {}", "Output on/off.", fmt=format_bool, parse=parse_bool)
-
-    def _idle(self) -> bool:
-        """``*OPC?`` waits for the trigger model to finish on the 2450 (manual, ``*WAI`` and
-        overlapped ``INIT``); the host asks only once the MCU saw every completion edge."""
-        return self.query("*OPC?").strip() == "1"
 
     def _identify(self, model: str | None) -> Identity:
         identity = super()._identify(model)

@@ -36,6 +36,7 @@ class KeysightB2900(SourceMeter):
         ":TRIG{ch}:ACQ:DEL 0",
         ":INIT (@{ch})",
     )
+    LIST_REARM = (":SOUR{ch}:VOLT:MODE LIST", ":INIT (@{ch})")
     LIST_FETCH = ":FETC:ARR:CURR? (@{ch})"
     LIST_END = (":SOUR{ch}:VOLT:MODE FIX",)
     ABORT = ":ABOR:ALL (@{ch})"

@@ -628,9 +628,10 @@ class MuxController:
         self.transact("TBL RUN")
         duration = pacing.seconds(n)
         deadline = time.monotonic() + 2 * duration + 1.0
-        if duration > 1e-3:
-            time.sleep(duration)
         status = self.table_status()
+        if status.state == "running" and duration > 1e-3:
+            time.sleep(duration)  # the shortest the run can take
+            status = self.table_status()
         while status.state == "running":
             if time.monotonic() > deadline:
                 self._force_open()

@@ -47,10 +47,12 @@ class SourceMeter(SCPIInstrument):
     LIST_CHUNK: ClassVar[int] = 100  # values per command
     MAX_LIST: ClassVar[int]
     LIST_ARM: ClassVar[tuple[str, ...]]  # n points, each on an edge at line {line}; start
+    LIST_REARM: ClassVar[tuple[str, ...]]  # the same list and trigger set-up again: start
     TRIGGER_IN: ClassVar[tuple[str, ...]]  # line {line} as a rising-edge trigger input
     COMPLETE_OUT: ClassVar[tuple[str, ...]]  # line {line} pulses {width} after each measurement
     TRIGGER_LINES: ClassVar[range]  # digital lines / pins that can do either
     LIST_FETCH: ClassVar[str]  # one query returning every reading
+    FETCH_WAITS: ClassVar[bool] = False  # the fetch itself waits for the sweep to end
     LIST_END: ClassVar[tuple[str, ...]]  # back to spot mode
     ABORT: ClassVar[str]  # stop a running sweep or trigger model
     COMPLETE_WIDTH: ClassVar[float] = 10e-6  # s, trigger output pulse
@@ -60,6 +62,7 @@ class SourceMeter(SCPIInstrument):
         self._nplc = 1.0
         self.trigger_line: int | None = None
         self.complete_line: int | None = None
+        self._armed: tuple[str, ...] | None = None  # the list the trigger set-up holds
 
     def setup(
         self,
@@ -95,6 +98,7 @@ class SourceMeter(SCPIInstrument):
             if line is not None:
                 commands += [self._fill(c, {"line": str(line), **width}) for c in block]
         self.reset()
+        self._armed = None
         with self.configuring():
             for command in self.SETUP:
                 self.write(self.expand(command))
@@ -114,16 +118,18 @@ class SourceMeter(SCPIInstrument):
 
     def abort(self) -> None:
         """Stop a running sweep or trigger model (before the output can go off)."""
+        self._armed = None
         self.write(self.expand(self.ABORT))
 
     def measure_current(self) -> float:
         """One spot measurement at the programmed source voltage, A."""
+        self._armed = None
         return float(self.query(self.expand(self.MEASURE)))
 
     def arm_list(self, voltages: Sequence[float] | np.ndarray) -> int:
         """Load ``voltages`` and start a sweep whose every point waits for a rising edge on
         the trigger input line; returns the number of points. Nothing is measured until the
-        edges come."""
+        edges come. The same list as last time is not sent again: only the restart is."""
         if self.trigger_line is None:
             raise LimitError(self.name, "no trigger input line set up: a list sweep would "
                              "have nothing to pace it")
@@ -135,9 +141,15 @@ class SourceMeter(SCPIInstrument):
             raise LimitError(self.name, f"list voltage {np.abs(values).max():g} V exceeds the "
                              f"bench limit {bound:g} V")
         n = values.size
-        texts = [format_number(v) for v in values]
-        chunks = [",".join(texts[i:i + self.LIST_CHUNK]) for i in range(0, n, self.LIST_CHUNK)]
+        texts = tuple(format_number(v) for v in values)
         fill = {"n": str(n), "line": str(self.trigger_line)}
+        if texts == self._armed:
+            with self.configuring():
+                for command in self.LIST_REARM:
+                    self.write(self._fill(command, fill))
+            return n
+        self._armed = None
+        chunks = [",".join(texts[i:i + self.LIST_CHUNK]) for i in range(0, n, self.LIST_CHUNK)]
         with self.configuring():
             for command in self.LIST_BEGIN:
                 self.write(self._fill(command, fill))
@@ -146,6 +158,7 @@ class SourceMeter(SCPIInstrument):
                 self.write(self.expand(self.LIST_APPEND).format(chunk))
             for command in self.LIST_ARM:
                 self.write(self._fill(command, fill))
+        self._armed = texts
         return n
 
     def wait_idle(self) -> None:
@@ -158,11 +171,12 @@ class SourceMeter(SCPIInstrument):
             time.sleep(0.001)
 
     def _idle(self) -> bool:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} fetches with a waiting query")
 
     def fetch_list(self, n: int) -> np.ndarray:
         """Every reading of the sweep armed with :meth:`arm_list` (A), once it is idle."""
-        self.wait_idle()
+        if not self.FETCH_WAITS:
+            self.wait_idle()
         fill = {"n": str(n)}
         with self.configuring():
             currents = self.query_floats(self._fill(self.LIST_FETCH, fill))

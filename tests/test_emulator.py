@@ -8,12 +8,12 @@ import serial
 
 from drivers.mcu import decode_frame, encode_frame
 from hil.bench import load_bench
-from hil.emulator import EmulatedBench
+from hil.emulator import EmulatedBench, emulated_wiring
 from hil.emulator.generators import Keysight33500B, Keysight81160A
 from hil.emulator.mcu import RX_LIMIT, McuEmulator
 from hil.emulator.model import BenchModel, Wire
 from hil.emulator.smus import OVERFLOW, Keithley2450, KeysightB2900
-from hil.emulator.timeline import violations
+from hil.emulator.timeline import read_timeline, violations
 
 
 @pytest.fixture(scope="module")
@@ -444,13 +444,16 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path, requ
     import argparse
     import threading
 
+    import serial
+
     from hil.cli.bench import serve
 
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []
     firmware = str(request.getfixturevalue("firmware_host")) if mcu == "firmware" else None
+    timeline = tmp_path / "timeline.csv"
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None, mcu_firmware=firmware)
+                              seed=None, mcu_firmware=firmware, timeline=str(timeline))
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:
@@ -464,17 +467,23 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path, requ
         assert raw["generator_model"] == "81160A" and raw["smu_model"] == "B2900"
         assert raw == {**raw, **started[0].resources}
         assert raw["mcu_port"].startswith("socket://127.0.0.1:")
+        assert written.raw["wiring"] == emulated_wiring("81160A")  # the wires it emulates
         port = serial.serial_for_url(raw["mcu_port"], timeout=5)
         port.write(encode_frame(0, "SEL 3 2 5"))
         assert decode_frame(port.read_until(b"\n")) == (0, "OK")
         assert started[0].model.pulse_cells().tolist() == [2 * 120 + 1 * 10 + 4]
-        port.write(encode_frame(1, "OPEN"))
-        port.read_until(b"\n")
         port.close()
     finally:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+    rows = read_timeline(timeline)  # complete once the server stopped
+    assert timeline.read_text().startswith("t_us,source,event,target\n")
+    if mcu == "emulator":
+        assert [(s, e, x) for _, s, e, x in rows] == [("mcu", "switch", "PUL 3:5:002"),
+                                                      ("mcu", "settled", "PUL 3:5:002")]
+    else:  # the firmware's switch changes reach the timeline (their targets are not decoded)
+        assert [(s, e) for _, s, e, _ in rows][:1] == [("mcu", "switch")]
 
 
 def test_bench_serve_refuses_a_missing_firmware_in_one_line(tmp_path, capsys):

@@ -110,7 +110,8 @@ def test_bench_clock_naive_batched_and_floor(bench):
         assert t.seconds > t.floor
     assert tallies["naive"].pulses_fired == 24 > tallies["batched"].pulses_fired
     assert tallies["naive"].transactions == 24 + 12 + 160
-    assert tallies["naive"].mcu_frames == 2 * tallies["naive"].transactions  # route + STATE?
+    # one-entry tables: clear, set, CRC, run, status, and a TBL CFG when the pacing changes
+    assert tallies["naive"].mcu_frames == 5 * tallies["naive"].transactions + 2
     assert tallies["naive"].scpi_queries >= tallies["naive"].transactions
     assert tallies["naive"].seconds > 3 * tallies["batched"].seconds
 
@@ -163,3 +164,23 @@ def test_dry_run_moves_nothing_and_reports_both_clocks(tmp_path, capsys, monkeyp
     assert "batched:" in out and "naive:" in out and "floor:" in out
     assert "preparing the arrays (included): 0 pulses" in out
     assert not Path("runs").exists(), "a dry run writes no run records"
+
+
+def test_bench_clock_paces_each_entry_as_the_mcu_does(bench):
+    """With the links free, a pulse table lasts its entries: read-back, settling, then the
+    longer of the trigger pulse and the dwell (generator latency + width + edges, whole us); a
+    read table: read-back, settling, then the SMU's latency and aperture."""
+    raw = tomllib.loads(data_file("bench-default.toml").read_text())
+    raw["clock"] = {"scpi_round_trip": 0, "mcu_round_trip": 0, "mcu_baud": 10**12,
+                    "mux_settling": 20e-6, "mux_read_back": 5e-6, "smu_aperture": 200e-6}
+    raw["wiring"] = {"generator_trigger": 1, "smu_trigger": 2, "trigger_width": 2e-6,
+                     "generator_latency": 2e-6, "smu_latency": 20e-6}
+    free = parse_bench(raw, "free.toml")
+    seq = Sequencer(SimBackend(free, seed=0))
+    dev = free.array_devices("hidden")[:12, 0]
+    seq.pulse(dev, SET, 1, width=1e-6)  # one column: fan-out 8, so two entries
+    pulse_s = seq.clock.tally.seconds
+    assert pulse_s == pytest.approx(2 * (5e-6 + 20e-6 + 4e-6), rel=1e-3)  # dwell 3.017 -> 4 us
+    seq.read(dev)
+    assert seq.clock.tally.seconds - pulse_s == pytest.approx(12 * (5e-6 + 20e-6 + 220e-6),
+                                                              rel=1e-3)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-import hil.backends.hardware  # noqa: F401  (registers the [instruments], [clock], [sequencer] sections)
+import hil.backends.hardware  # noqa: F401  (registers [instruments], [wiring], [clock], [sequencer])
 from hil.bench import Bench
 from hil.network import bit_planes, plane_weights
 

@@ -49,7 +49,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from drivers import PULSE_GENERATORS, SOURCE_METERS
+from drivers.mcu import Pacing
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
 from hil.errors import BenchFileError
 
@@ -113,7 +116,7 @@ CLOCK_SCHEMA: Schema = {
     "mcu_baud": (int, _pos, 12_000_000),
     "mux_settling": (_NUM, _non_negative, 20e-6),
     "smu_aperture": (_NUM, _pos, 200e-6),
-    "pulse_gap": (_NUM, _non_negative, 1e-6),
+    "mux_read_back": (_NUM, _non_negative, 5e-6),
 }
 
 SEQUENCER_SCHEMA: Schema = {
@@ -192,15 +195,15 @@ class ClockSettings:
     """Modelled durations (s): a SCPI query exchange on the LAN (a write costs a tenth of
     it), one MCU frame exchange (plus its bytes at ``mcu_baud``: the UART rate of a USB-serial
     bridge, or about 12e6 for a USB CDC device, which ignores the configured baud), switch
-    settling before a pulse or a read, one SMU reading, and the idle gap between the pulses of
-    a burst."""
+    settling before a pulse or a read, one SMU reading, and the MCU's write and read-back of
+    the switch drivers at each table entry."""
 
     scpi_round_trip: float
     mcu_round_trip: float
     mcu_baud: int
     mux_settling: float
     smu_aperture: float
-    pulse_gap: float
+    mux_read_back: float
 
 
 @dataclass(frozen=True)
@@ -272,3 +275,56 @@ def clock_settings(bench: Bench) -> ClockSettings:
 
 def sequencer_settings(bench: Bench) -> SequencerSettings:
     return _build(SequencerSettings, _section(bench, "sequencer"))
+
+
+# ---------------------------------------------------------------------------------------------
+# how the MCU paces tables on this bench (docs/timing.md)
+
+
+def pulse_pacing(wiring: Wiring, clock: ClockSettings, width: float, edge: float) -> Pacing:
+    """One pulse per entry: TRIG OUT to the generator once settled, then a dwell covering
+    the generator's trigger latency, its pulse and edges (rounded up to whole microseconds);
+    with a sync wire the MCU counts one edge per pulse."""
+    return Pacing(wiring.generator_trigger, wiring.generator_sync, "dwell",
+                  _us(clock.mux_settling), _us(wiring.trigger_width),
+                  _us(wiring.generator_latency + width + 2 * edge))
+
+
+def read_pacing(wiring: Wiring, clock: ClockSettings) -> Pacing:
+    """One reading per entry: TRIG OUT to the SMU once settled, then its completion edge (a
+    timeout well beyond the aperture) or, unwired, a dwell covering latency and aperture."""
+    tout = _us(wiring.trigger_width)
+    span = wiring.smu_latency + clock.smu_aperture
+    if wiring.smu_complete:
+        return Pacing(wiring.smu_trigger, wiring.smu_complete, "edge", _us(clock.mux_settling),
+                      tout, _us(10 * span + 1e-3))
+    return Pacing(wiring.smu_trigger, 0, "dwell", _us(clock.mux_settling), tout, _us(span))
+
+
+def pulse_entry_seconds(wiring: Wiring, clock: ClockSettings, width: float,
+                        edge: float) -> float:
+    """Bench time of one entry of a pulse table: read-back, settling, then the longer of the
+    trigger pulse and the dwell (as :func:`pulse_pacing` has the MCU do)."""
+    dwell = _us(wiring.generator_latency + width + 2 * edge)
+    return clock.mux_read_back + (_us(clock.mux_settling)
+                                  + max(_us(wiring.trigger_width), dwell)) * 1e-6
+
+
+def read_entry_seconds(wiring: Wiring, clock: ClockSettings) -> float:
+    """Bench time of one entry of a read table: read-back, settling, then the SMU's trigger
+    latency and aperture (its completion edge comes after the aperture; without that wire the
+    dwell is the same span, rounded up to whole microseconds)."""
+    span = wiring.smu_latency + clock.smu_aperture
+    if not wiring.smu_complete:
+        span = _us(span) * 1e-6
+    return (clock.mux_read_back + _us(clock.mux_settling) * 1e-6
+            + max(_us(wiring.trigger_width) * 1e-6, span))
+
+
+def smu_nplc(clock: ClockSettings) -> float:
+    """Integration in power-line cycles for the modelled aperture (50 Hz: the longer)."""
+    return max(0.01, clock.smu_aperture * 50)
+
+
+def _us(seconds: float) -> int:
+    return max(1, int(np.ceil(seconds * 1e6 - 1e-6)))

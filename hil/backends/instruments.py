@@ -29,16 +29,17 @@ import numpy as np
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
-from drivers.mcu import MuxController, Pacing, Route
+from drivers.mcu import MuxController, Route
 from drivers.pulsegen import PulseLimits
 from drivers.smu import SourceLimits
 from hil.backends.base import Backend
 from hil.backends.hardware import (
-    ClockSettings,
-    Wiring,
     clock_settings,
     instruments_config,
+    pulse_pacing,
+    read_pacing,
     require_wiring,
+    smu_nplc,
 )
 from hil.backends.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
 from hil.bench import CELLS, COLS, ROWS, Bench
@@ -122,35 +123,6 @@ def open_mux(bench: Bench) -> MuxController:
                          baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5),
                          boot_wait=cfg.mcu_boot_wait, max_frame=cfg.mcu_max_frame,
                          watchdog=cfg.mcu_watchdog or None)
-
-
-def pulse_pacing(wiring: Wiring, clock: ClockSettings, width: float, edge: float) -> Pacing:
-    """One pulse per entry: TRIG OUT to the generator once settled, then a dwell covering
-    the generator's trigger latency, its pulse and edges (rounded up to whole microseconds);
-    with a sync wire the MCU counts one edge per pulse."""
-    dwell = wiring.generator_latency + width + 2 * edge
-    return Pacing(wiring.generator_trigger, wiring.generator_sync, "dwell",
-                  _us(clock.mux_settling), _us(wiring.trigger_width), _us(dwell))
-
-
-def read_pacing(wiring: Wiring, clock: ClockSettings) -> Pacing:
-    """One reading per entry: TRIG OUT to the SMU once settled, then its completion edge (a
-    timeout well beyond the aperture) or, unwired, a dwell covering latency and aperture."""
-    tout = _us(wiring.trigger_width)
-    span = wiring.smu_latency + clock.smu_aperture
-    if wiring.smu_complete:
-        return Pacing(wiring.smu_trigger, wiring.smu_complete, "edge", _us(clock.mux_settling),
-                      tout, _us(10 * span + 1e-3))
-    return Pacing(wiring.smu_trigger, 0, "dwell", _us(clock.mux_settling), tout, _us(span))
-
-
-def smu_nplc(clock: ClockSettings) -> float:
-    """Integration in power-line cycles for the modelled aperture (50 Hz: the longer)."""
-    return max(0.01, clock.smu_aperture * 50)
-
-
-def _us(seconds: float) -> int:
-    return max(1, int(np.ceil(seconds * 1e6 - 1e-6)))
 
 
 def _drain(resource: Any, timeout_ms: float = 100.0) -> None:

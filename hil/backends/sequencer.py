@@ -24,12 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from drivers import PULSE_GENERATORS, SOURCE_METERS
+from drivers.mcu import FRAME_OVERHEAD
 from hil.backends.base import RESET, SET, Backend
 from hil.backends.hardware import (
     ClockSettings,
     SequencerSettings,
+    Wiring,
     clock_settings,
+    instruments_config,
+    pulse_entry_seconds,
+    read_entry_seconds,
     sequencer_settings,
+    wiring,
 )
 from hil.bench import CELLS, COLS, ROWS, Bench
 from hil.errors import HilError
@@ -37,7 +44,7 @@ from hil.network import bit_planes
 
 # modelled frame sizes on the MCU link (bytes): "<seq> " + " *XXXX\n" out, "<seq> OK *XXXX\n" in
 FRAME_OUT, FRAME_IN = 12, 14
-SCAN_HEAD, GROUP_BYTES, STATE_GROUP = 22, 9, 19
+SCAN_HEAD, GROUP_BYTES = 22, 9
 LIST_CHUNK = 100  # SMU list values per SCPI command
 
 
@@ -88,7 +95,7 @@ class Tally:
     """What the bench clock has added up (seconds and the counts behind them)."""
 
     seconds: float = 0.0
-    floor: float = 0.0  # apertures + settling + pulse widths alone
+    floor: float = 0.0  # apertures + settling + pulse widths alone (the physical floor)
     transactions: int = 0
     pulses_fired: int = 0
     readings: int = 0
@@ -102,14 +109,19 @@ class Tally:
 
 
 class BenchClock:
-    """Modelled duration of each transaction: SCPI exchanges (a query waits a round trip, a
-    write only its share of one), MCU frames (a round trip each plus their bytes at the baud
-    rate), mux settling before every step, the SMU aperture per reading, the pulse widths."""
+    """Modelled duration of each transaction as the MCU paces it (``docs/timing.md``): SCPI
+    exchanges (a query waits a round trip, a write only its share of one), MCU frames (a round
+    trip each plus their bytes at the baud rate: clear, data, CRC check, pacing when it changes,
+    run, status), and per table entry the switch read-back, the settling time and the longer of
+    the trigger pulse and the pulse's dwell or the SMU's latency and aperture."""
 
-    def __init__(self, clock: ClockSettings) -> None:
-        self.c = clock
+    def __init__(self, clock: ClockSettings, wiring: Wiring, edge: float,
+                 idle_polls: int = 0) -> None:
+        self.c, self.wiring, self.edge, self.idle_polls = clock, wiring, edge, idle_polls
         self.tally = Tally()
-        self._shape: tuple[float, float, int] | None = None
+        self._shape: tuple[float, float] | None = None
+        self._pacing: tuple[str, float] | None = None  # the MCU's TBL CFG in force
+        self._list_points = 0  # length of the list the SMU holds
 
     def _link(self, queries: int, writes: int, frames: int, nbytes: int,
               repeat: int = 1) -> float:
@@ -122,53 +134,55 @@ class BenchClock:
         return repeat * (queries * c.scpi_round_trip + writes * c.scpi_round_trip * 0.1
                          + frames * c.mcu_round_trip + nbytes * 10.0 / c.mcu_baud)
 
-    def _mcu(self, points: int, data_bytes: int, data_frames: int, groups: int) -> tuple[int, int]:
-        """Frames and bytes to put ``points`` routes in place: one verified route, or a table
-        (clear, data frames, CRC check, arm, status)."""
-        if points == 1:
-            return 2, 2 * (FRAME_OUT + FRAME_IN) + data_bytes + 7 + groups * STATE_GROUP
+    def _table(self, pacing: tuple[str, float], data_bytes: int, data_frames: int) -> float:
+        """MCU link time to load, verify, run and check a table (clear, data, CRC, run,
+        status), plus a ``TBL CFG`` when the pacing changes."""
         frames = 4 + data_frames
-        return frames, frames * (FRAME_OUT + FRAME_IN) + data_bytes + 40
+        link = self._link(0, 0, frames, frames * (FRAME_OUT + FRAME_IN) + data_bytes + 80)
+        if pacing != self._pacing:
+            link += self._link(0, 0, 1, FRAME_OUT + FRAME_IN + 50)
+        self._pacing = pacing
+        return link
 
-    def pulse(self, steps: int, voltage: float, width: float, data_bytes: int, data_frames: int,
-              groups: int, repeat: int = 1) -> float:
-        """``repeat`` bursts of ``steps`` pulses each."""
+    def pulse(self, steps: int, voltage: float, width: float, data_bytes: int,
+              data_frames: int) -> float:
+        """One pulse table of ``steps`` entries."""
         c = self.c
-        frames, nbytes = self._mcu(steps, data_bytes, data_frames, groups)
-        shape = (voltage, width, steps)
-        configure = shape != self._shape
-        self._shape = shape
-        # configure: output off, polarity, levels, period, width, edge, count + error check;
-        # fire: output on + error check, *TRG, *OPC?
-        queries = 1 + 2 * configure
-        writes = 1 + 9 * configure
-        link = self._link(queries, writes, frames, nbytes)
-        if repeat > 1:  # the same shape again: no configuration
-            link += self._link(1, 1, frames, nbytes, repeat - 1)
-        physical = steps * (c.mux_settling + width)
+        configure = (voltage, width) != self._shape
+        self._shape = (voltage, width)
+        # configure: polarity, levels, period, width, edge + error check
+        link = self._table(("pulse", width), data_bytes, data_frames)
+        link += self._link(configure, 6 * configure, 0, 0)
+        entry = pulse_entry_seconds(self.wiring, c, width, self.edge)
         t = self.tally
-        t.transactions += repeat
-        t.pulses_fired += repeat * steps
-        t.floor += repeat * physical
-        total = link + repeat * (physical + steps * c.pulse_gap)
+        t.transactions += 1
+        t.pulses_fired += steps
+        t.floor += steps * (c.mux_settling + width)
+        total = link + steps * entry
         t.seconds += total
         return total
 
-    def read(self, points: int, data_bytes: int, data_frames: int, groups: int,
-             repeat: int = 1) -> float:
-        """``repeat`` list sweeps (or spot reads when ``points == 1``) of ``points`` readings."""
+    def read(self, points: int, data_bytes: int, data_frames: int, repeat: int = 1) -> float:
+        """``repeat`` read tables of ``points`` readings: the SMU list armed (clear, list
+        chunks, trigger model, init, error check), the table run, the SMU idle, one fetch."""
         c = self.c
-        frames, nbytes = self._mcu(points, data_bytes, data_frames, groups)
-        if points == 1:
-            queries, writes = 1, 1
-        else:  # clear buffer, list chunks, trigger model (7 blocks), init, *WAI; fetch + errors
-            queries, writes = 2, 10 + math.ceil(points / LIST_CHUNK)
-        link = self._link(queries, writes, frames, nbytes, repeat)
-        physical = repeat * points * (c.mux_settling + c.smu_aperture)
+        link = self._table(("read", 0.0), data_bytes, data_frames)
+        if repeat > 1:  # the same pacing again: no TBL CFG
+            link += self._link(0, 0, 4 + data_frames, (4 + data_frames) * (FRAME_OUT + FRAME_IN)
+                               + data_bytes + 80, repeat - 1)
+        # arm: the list and trigger set-up (clear, chunks, 8 commands) unless the same length
+        # as last time (the same read voltage throughout: clear and init only), its error
+        # check; then the fetch (the B2900 polls its idle bits first) and its error check
+        reload = points != self._list_points
+        self._list_points = points
+        queries = 3 + self.idle_polls
+        link += self._link(queries, 9 + math.ceil(points / LIST_CHUNK) if reload else 2, 0, 0)
+        link += self._link(queries, 2, 0, 0, repeat - 1)
+        physical = repeat * points * read_entry_seconds(self.wiring, c)
         t = self.tally
         t.transactions += repeat
         t.readings += repeat * points
-        t.floor += physical
+        t.floor += repeat * points * (c.mux_settling + c.smu_aperture)
         t.seconds += link + physical
         return link + physical
 
@@ -178,6 +192,7 @@ class BenchClock:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.tally = Tally(**state["tally"])
         self._shape = None if state["shape"] is None else tuple(state["shape"])
+        self._pacing, self._list_points = None, 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +226,11 @@ class Sequencer(Backend):
         self.inner = inner
         self.bench = bench  # not Backend.__init__: the counts are the wrapped backend's
         self.settings = settings or sequencer_settings(bench)
-        self.clock = BenchClock(clock or clock_settings(bench))
+        cfg = instruments_config(bench)
+        edge = PULSE_GENERATORS[cfg.generator_model].MIN_EDGE
+        polls = 0 if SOURCE_METERS[cfg.smu_model].FETCH_WAITS else 1
+        self.clock = BenchClock(clock or clock_settings(bench), wiring(bench), edge, polls)
+        self._payload = cfg.mcu_max_frame - FRAME_OVERHEAD
         self.naive = self.settings.mode == "naive"
         self.geo = _Geometry.of(bench)
         lim = bench.limits
@@ -324,27 +343,27 @@ class Sequencer(Backend):
 
     # ---- clock ----------------------------------------------------------------------------
 
+    def _frames(self, nbytes: int) -> int:
+        """Data frames a table of ``nbytes`` of route text needs at the bench's frame size."""
+        return max(1, math.ceil(nbytes / self._payload))
+
     def _clock_pulses(self, txs: list[PulseTx]) -> None:
         g = self.geo
         for tx in txs:
             groups = [np.unique(g.pos[s]) for s in tx.steps]
             nbytes = sum(4 + len(gr) * GROUP_BYTES + int(g.board_digits[gr].sum()) for gr in groups)
-            frames = 0 if len(tx.steps) == 1 else math.ceil(nbytes / 4000)
-            self.clock.pulse(len(tx.steps), tx.voltage, tx.width, nbytes, frames, len(groups[0]))
+            self.clock.pulse(len(tx.steps), tx.voltage, tx.width, nbytes, self._frames(nbytes))
 
     def _clock_reads(self, n: int) -> None:
         if n == 0:
             return
         per_route = 4 + GROUP_BYTES + 2
-        if self.naive:
-            self.clock.read(1, per_route, 0, 1, repeat=n)
-            return
-        cap = self._read_capacity()
+        cap = 1 if self.naive else self._read_capacity()
         full, rest = divmod(n, cap)
         for points, repeat in ((cap, full), (rest, 1 if rest else 0)):
             if repeat:
                 nbytes = per_route * points
-                self.clock.read(points, nbytes, math.ceil(nbytes / 4000), 1, repeat=repeat)
+                self.clock.read(points, nbytes, self._frames(nbytes), repeat=repeat)
 
     def _clock_mac(self, array: str, inputs: np.ndarray) -> None:
         """Clock the MAC reads of ``inputs`` as :meth:`plan_mac` would batch them, computed
@@ -354,17 +373,17 @@ class Sequencer(Backend):
         cols = spec.shape[1]
         live = inputs[inputs.any(axis=1)]
         blocks = _row_blocks(live, board_rows).sum(axis=1)  # boards driven, per vector
-        if self.naive:  # one route and one spot reading per vector and column
+        if self.naive:  # one one-entry table per vector and column
             for groups, n in zip(*np.unique(blocks, return_counts=True), strict=True):
-                self.clock.read(1, 4 + GROUP_BYTES * int(groups), 0, int(groups),
-                                repeat=int(n) * cols)
+                nbytes = 4 + GROUP_BYTES * int(groups)
+                self.clock.read(1, nbytes, 1, repeat=int(n) * cols)
             return
         per = max(1, self._read_capacity() // cols)
         for i in range(0, live.shape[0], per):
             b = blocks[i:i + per]
             # one scan per vector and board column, several scans per frame
             nbytes = int(board_cols * (b.size * SCAN_HEAD + 7 * b.sum()))
-            self.clock.read(b.size * cols, nbytes, math.ceil(nbytes / 4000), int(b.max()))
+            self.clock.read(b.size * cols, nbytes, self._frames(nbytes))
 
     # ---- the Backend interface -----------------------------------------------------------
 

@@ -23,16 +23,12 @@ from hil.backends.hardware import (
     SMU_MODELS,
     clock_settings,
     instruments_config,
-    require_wiring,
-)
-from hil.backends.instruments import (
-    Instruments,
-    current_range,
-    open_mux,
     pulse_pacing,
     read_pacing,
+    require_wiring,
     smu_nplc,
 )
+from hil.backends.instruments import Instruments, current_range, open_mux
 from hil.bench import Bench, load_bench
 from hil.emulator import EmulatedBench
 from hil.emulator.firmware import FirmwareError

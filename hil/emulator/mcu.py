@@ -38,6 +38,7 @@ from drivers.mcu import (
     parse_table_command,
     table_crc,
 )
+from hil.bench import CELLS, COLS
 from hil.emulator.model import BenchModel
 
 FIRMWARE = "hil-mux/2.0"
@@ -169,6 +170,7 @@ class McuEmulator(FaultyLink):
         self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
         self.executed: list[str] = []  # commands executed (retransmissions excluded)
         self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cell_cache: dict[Route, tuple[np.ndarray, np.ndarray]] = {}
         self.watchdog_ms, self.watchdog_expired = 0, 0
         self._fed = time.monotonic()
         self._watchdog: threading.Thread | None = None
@@ -233,9 +235,10 @@ class McuEmulator(FaultyLink):
             self._switch(None)
             return ""
         if cmd in ("SEL", "PUL", "MAC"):
-            self.apply(self.parse(text))
+            route = self.parse(text)
+            self.apply(route)
             self.model.advance(self.model.now + self._settle())
-            self.model.record(self.model.now, "mcu", "settled", self._route_text())
+            self.model.record(self.model.now, "mcu", "settled", lambda: route.text)
             return ""
         if cmd == "TBL" and len(words) >= 2:
             return self.table_command(words[1], words[2:])
@@ -341,11 +344,13 @@ class McuEmulator(FaultyLink):
         m = self.model
         pos, cols, rows = self._compiled(route)
         m.advance(m.now + READ_BACK / 2)  # the drivers change half-way through the write
-        m.record(m.now, "mcu", "switch", route.text)
+        m.record(m.now, "mcu", "switch", lambda: route.text)
         m.open_all()
         m.wl[pos, cols] = True
         m.bls[pos] = rows
         (m.slg if route.kind == "PUL" else m.slm)[pos, cols] = True
+        if not (self.stuck or self.faults):  # the switches are exactly the route's
+            m.routed = self._cells(route)
         m.advance(m.now + READ_BACK / 2)
         if not (self.stuck or self.faults):
             return  # nothing can make the read-back differ from the command
@@ -372,6 +377,20 @@ class McuEmulator(FaultyLink):
             hit = self._cache[route] = (pos, cols, rows)
         return hit
 
+    def _cells(self, route: Route) -> tuple[np.ndarray, np.ndarray]:
+        """(pulse, measure) devices of a route, sorted as the model's own lookup sorts them."""
+        hit = self._cell_cache.get(route)
+        if hit is None:
+            pos, cols, rows = self._compiled(route)
+            g, r = np.nonzero(rows)
+            cells = np.sort(pos[g] * CELLS + r * COLS + cols[g])
+            none = np.zeros(0, dtype=np.int64)
+            hit = self._cell_cache[route] = (cells, none) if route.kind == "PUL" else (none,
+                                                                                       cells)
+            if len(self._cell_cache) > 100_000:
+                self._cell_cache.clear()
+        return hit
+
     def read_back(self) -> dict[int, SwitchState]:
         m = self.model
         masks = np.stack([a @ (1 << np.arange(a.shape[1])) for a in (m.wl, m.bls, m.slg, m.slm)])
@@ -384,10 +403,6 @@ class McuEmulator(FaultyLink):
         if route is None:
             self.model.record(self.model.now, "mcu", "switch", "OPEN")
             self.model.open_all()
-
-    def _route_text(self) -> str:
-        states = self.read_back()
-        return format_state(states) or "OPEN"
 
     def _settle(self) -> float:
         return DEFAULT_SETTLE if self.pacing is None else self.pacing.settle_us * 1e-6
@@ -415,7 +430,7 @@ class McuEmulator(FaultyLink):
             m.advance(m.now + cfg.settle_us * 1e-6, until=self._stray)
             if self.table_state != "running":
                 return
-            m.record(m.now, "mcu", "settled", route.text)
+            m.record(m.now, "mcu", "settled", route.text if m.timeline is not None else "")
             rise = run.window = m.now
             run.out += 1
             m.emit(f"mcu.out{cfg.out}", rise, tout)

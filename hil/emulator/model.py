@@ -90,24 +90,29 @@ class BenchModel:
         self._order = itertools.count()
         self.timeline: list[tuple[float, str, str, str]] | None = None
         self._ids = np.asarray(bench.board_ids)
+        self.routed: tuple[np.ndarray, np.ndarray] | None = None  # (pulse, measure) cells
 
     # ---- bench time ---------------------------------------------------------------------
 
     def at(self, t: float, action: Callable[[], None]) -> None:
-        """Run ``action`` at bench time ``t`` (not before any earlier event)."""
-        heapq.heappush(self._queue, (t, next(self._order), action))
+        """Run ``action`` at bench time ``t``: at once if that is now, else from the queue in
+        time order."""
+        if t <= self.now:
+            action()
+        else:
+            heapq.heappush(self._queue, (t, next(self._order), action))
 
     def advance(self, t: float, until: Callable[[], bool] | None = None) -> None:
         """Run every event due by ``t`` in time order, then set ``now`` to ``t``; with
-        ``until``, stop right after the first event that makes it true (``now`` = that
-        event's time)."""
+        ``until``, stop as soon as it is true (``now`` = the time it became so)."""
         while self._queue and self._queue[0][0] <= t:
+            if until is not None and until():
+                return
             when, _, action = heapq.heappop(self._queue)
             self.now = max(self.now, when)
             action()
-            if until is not None and until():
-                return
-        self.now = max(self.now, t)
+        if until is None or not until():
+            self.now = max(self.now, t)
 
     def host_message(self) -> None:
         """A host message arrived: bench time moves on by :data:`HOST_GAP`."""
@@ -116,9 +121,12 @@ class BenchModel:
     def pending(self) -> bool:
         return bool(self._queue)
 
-    def record(self, t: float, source: str, event: str, target: str = "") -> None:
+    def record(self, t: float, source: str, event: str,
+               target: str | Callable[[], str] = "") -> None:
+        """Add an event to the timeline, if one is kept (``target`` may be a callable, so
+        that nothing is formatted when none is)."""
         if self.timeline is not None:
-            self.timeline.append((t, source, event, target))
+            self.timeline.append((t, source, event, target() if callable(target) else target))
 
     # ---- trigger wires ------------------------------------------------------------------
 
@@ -143,6 +151,7 @@ class BenchModel:
         with self.lock:
             self.wl, self.bls = closed[:, :COLS], closed[:, COLS:COLS + ROWS]
             self.slg, self.slm = closed[:, COLS + ROWS:2 * COLS + ROWS], closed[:, 2 * COLS + ROWS:]
+            self.routed = None  # the switches are whatever the new owner writes
 
     def detach_switches(self) -> None:
         """Keep the last switch state in arrays of this process."""
@@ -154,22 +163,26 @@ class BenchModel:
         with self.lock:
             for a in (self.wl, self.bls, self.slg, self.slm):
                 a[:] = False
+            self.routed = None
 
     def all_open(self) -> bool:
         return not (self.wl.any() or self.bls.any() or self.slg.any() or self.slm.any())
 
     def _cells(self, sl: np.ndarray) -> np.ndarray:
-        hit = self.bls[:, :, None] & (self.wl & sl)[:, None, :]  # (boards, rows, cols)
+        gates = self.wl & sl
+        pos = np.flatnonzero(gates.any(axis=1))  # the few boards a route touches
+        hit = self.bls[pos, :, None] & gates[pos, None, :]  # (boards, rows, cols)
         b, r, c = np.nonzero(hit)
-        return b * CELLS + r * COLS + c
+        return pos[b] * CELLS + r * COLS + c
 
     def pulse_cells(self) -> np.ndarray:
-        """Devices a pulse on the source bus reaches now."""
-        return self._cells(self.slg)
+        """Devices a pulse on the source bus reaches now (from the switches; or, while the
+        switches are exactly a route the MCU set, that route's cells, which are the same)."""
+        return self.routed[0] if self.routed is not None else self._cells(self.slg)
 
     def measure_cells(self) -> np.ndarray:
         """Devices whose current flows into the measure bus now."""
-        return self._cells(self.slm)
+        return self.routed[1] if self.routed is not None else self._cells(self.slm)
 
     def cell_text(self, devices: np.ndarray) -> str:
         """``board:row:col`` (PCB numbering) of each device, joined by ``;``."""
@@ -185,10 +198,11 @@ class BenchModel:
         now; the cells it reaches are those routed at its start (a switch moving during it
         shows on the timeline)."""
         cells = self.pulse_cells() if voltage != 0 else np.zeros(0, dtype=np.int64)
-        target = self.cell_text(cells)
-        self.record(self.now, "generator", "pulse_start", target)
-        self.at(self.now + width, lambda: self.record(self.now, "generator", "pulse_end",
-                                                      target))
+        if self.timeline is not None:
+            target = self.cell_text(cells)
+            self.record(self.now, "generator", "pulse_start", target)
+            self.at(self.now + width, lambda: self.record(self.now, "generator", "pulse_end",
+                                                          target))
         if cells.size:
             self.pulses.append(DeliveredPulse(tuple(int(c) for c in cells), voltage, width))
             polarity = SET if voltage > 0 else RESET

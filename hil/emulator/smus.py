@@ -73,7 +73,7 @@ class SmuState:
     width: dict[int, float] = field(default_factory=dict)
     position: dict[int, str] = field(default_factory=dict)
     # 2450 trigger model
-    blocks: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
+    blocks: dict[int, tuple[str, tuple]] = field(default_factory=dict)  # kind, parsed params
     detected: set[int] = field(default_factory=set)
     waiting: int | None = None  # line whose event a WAIT block waits for
     resume: int = 0  # block to continue at when it comes
@@ -136,12 +136,12 @@ class Smu(ScpiInstrument):
         def begin() -> None:
             if gen == self._generation:
                 s.level = level
-                m.record(m.now, "smu", "aperture_start", m.cell_text(m.measure_cells()))
+                m.record(m.now, "smu", "aperture_start", lambda: m.cell_text(m.measure_cells()))
 
         def finish() -> None:
             if gen != self._generation:
                 return
-            m.record(m.now, "smu", "aperture_end", m.cell_text(m.measure_cells()))
+            m.record(m.now, "smu", "aperture_end", lambda: m.cell_text(m.measure_cells()))
             s.readings.append((self.reading(level), level))
             then()
 
@@ -401,16 +401,28 @@ class Keithley2450(Smu):
         self.state.blocks, self.state.sweep = {}, (1, 0.0, 0)
 
     def block(self, kind: str):
+        """A trigger-model block, its parameters checked and parsed once, here."""
+
         def handler(args: list[str], sfx: list[int]) -> None:
             if not args:
                 raise ScpiError(-109)
             if self.state.running:
                 raise ScpiError(-221, "trigger model running")
+            rest = args[1:]
+            need = {"DELay:CONStant": 1, "WAIT": 1, "NOTify": 1, "BRANch:COUNter": 2}
+            if len(rest) < need.get(kind, 0):
+                raise ScpiError(-109)
+            params: tuple = ()
             if kind == "DELay:CONStant":
-                number(args[1] if len(args) > 1 else "", 0, 1e4)
-            if kind == "WAIT":
-                _event_line(args[1] if len(args) > 1 else "", "DIGIO|DIG")
-            self.state.blocks[int(number(args[0], 1, 63))] = (kind, args[1:])
+                params = (number(rest[0], 0, 1e4),)
+            elif kind == "WAIT":
+                clear = choice(rest[1], "ENTer", "NEVer") if len(rest) > 1 else "ENTER"
+                params = (_event_line(rest[0], "DIGIO|DIG"), clear)
+            elif kind == "NOTify":
+                params = (f"NOT{int(number(rest[0], 1, 8))}",)
+            elif kind == "BRANch:COUNter":
+                params = (int(number(rest[0], 1)), int(number(rest[1], 1, 63)))
+            self.state.blocks[int(number(args[0], 1, 63))] = (kind, params)
 
         return handler
 
@@ -431,11 +443,10 @@ class Keithley2450(Smu):
                 s.index = (s.index + 1) % len(s.values)
                 s.level = s.values[s.index]
             elif kind == "DELay:CONStant":
-                self._later(m.now + number(args[0], 0, 1e4), n + 1)
+                self._later(m.now + args[0], n + 1)
                 return
             elif kind == "WAIT":
-                line = _event_line(args[0], "DIGIO|DIG")
-                clear = choice(args[1], "ENTer", "NEVer") if len(args) > 1 else "ENTER"
+                line, clear = args
                 if clear == "ENTER":
                     s.detected.discard(line)
                 if line in s.detected:
@@ -447,12 +458,11 @@ class Keithley2450(Smu):
                 self.measure_at(m.now, s.level, lambda nxt=n + 1: self._run_from(nxt))
                 return
             elif kind == "NOTify":
-                event = f"NOT{int(number(args[0], 1, 8))}"
                 for line, stim in s.stimulus.items():
-                    if s.lines.get(line) == "TRIGGER OUT" and stim == event:
+                    if s.lines.get(line) == "TRIGGER OUT" and stim == args[0]:
                         self.pulse_line(line, m.now)
             elif kind == "BRANch:COUNter":
-                count, target = int(number(args[0], 1)), int(number(args[1], 1, 63))
+                count, target = args
                 s.counters[n] = s.counters.get(n, 0) + 1
                 if s.counters[n] < count:
                     n = target

@@ -51,8 +51,8 @@ def test_2450_setup_spot_and_mcu_paced_list_conversation() -> None:
         (":TRIG:BLOC:NOT 4, 1", None),
         (':TRIG:BLOC:CONF:NEXT 5, "VoltCustomSweepList"', None),
         (":TRIG:BLOC:BRAN:COUN 6, 250, 2", None), (":INIT", None), NO_ERROR,
-        ("*OPC?", "1"),
-        (':TRAC:DATA? 1, 250, "defbuffer1", READ', readings), NO_ERROR,
+        ('*WAI;:TRAC:DATA? 1, 250, "defbuffer1", READ', readings), NO_ERROR,
+        (':TRAC:CLE "defbuffer1"', None), (":INIT", None), NO_ERROR,  # the same list again
         (":ABOR", None),
         (":OUTP OFF", None), NO_ERROR,
     ]
@@ -62,6 +62,7 @@ def test_2450_setup_spot_and_mcu_paced_list_conversation() -> None:
         assert smu.measure_current() == pytest.approx(4e-5)
         assert smu.arm_list([0.2] * 250) == 250
         currents = smu.fetch_list(250)
+        assert smu.arm_list([0.2] * 250) == 250
         smu.abort()
         smu.output_off()
     np.testing.assert_allclose(currents, np.arange(250) * 1e-6)
