@@ -43,6 +43,11 @@ DEFAULT_MAX_FRAME = 256  # bytes: what a UART-bridged board with a small buffer 
 DEFAULT_BAUD = 115200
 PROTOCOL = "2"
 FRAME_OVERHEAD = 12  # "<seq> " + " *XXXX\n" around a command, seq up to 3 digits
+# Host-side allowance per table entry on top of a run's expected duration: covers an MCU whose
+# link stalls while it paces (a USB CDC stack serviced between entries) and an MCU emulated in
+# software, whose replies come after it computed the run. A real failure is still caught: the
+# run's reply budget grows with its length, never without bound.
+ENTRY_ALLOWANCE = 5e-3  # s
 _FRAME = re.compile(rb"^(\d{1,3}|-) ([\x20-\x7e]+) \*([0-9A-F]{4})\Z")  # printable ASCII only
 _HEX3 = re.compile(r"[0-9A-F]{3}\Z")
 
@@ -429,19 +434,20 @@ class MuxController:
         self._seq = 0 if self._seq < 0 else self._seq % 255 + 1
         return self._seq
 
-    def transact(self, text: str) -> str:
+    def transact(self, text: str, timeout: float | None = None) -> str:
         """Send one command and return the data of its ``OK`` reply.
 
-        Retransmits the same frame on NAK, timeout or a corrupt reply, at most ``retries``
-        times; discards stale replies (other seq). ``ERR`` raises :class:`MuxCommandError`.
+        Waits ``timeout`` s (default: the link's) for each reply; retransmits the same frame on
+        NAK, timeout or a corrupt reply, at most ``retries`` times; discards stale replies
+        (other seq). ``ERR`` raises :class:`MuxCommandError`.
         """
         with self._lock:
             try:
-                return self._transact(text)
+                return self._transact(text, self.timeout if timeout is None else timeout)
             finally:
                 self._last_io = time.monotonic()
 
-    def _transact(self, text: str) -> str:
+    def _transact(self, text: str, timeout: float) -> str:
         seq = self._next_seq()
         frame = encode_frame(seq, text)
         if len(frame) > self.max_frame:
@@ -450,7 +456,7 @@ class MuxController:
         problem = "no attempt"
         for _ in range(self.retries + 1):
             self._send(frame)
-            outcome = self._await_reply(seq)
+            outcome = self._await_reply(seq, timeout)
             if isinstance(outcome, str):
                 kind, _, data = outcome.partition(" ")
                 if kind == "OK":
@@ -482,9 +488,10 @@ class MuxController:
         self.stats.attempts += 1
         self.stats.bytes_out += len(frame)
 
-    def _await_reply(self, seq: int) -> str | _Failure:
-        """The text of the reply to ``seq``, or a :class:`_Failure` (timeout, corrupt)."""
-        deadline = time.monotonic() + self.timeout
+    def _await_reply(self, seq: int, timeout: float) -> str | _Failure:
+        """The text of the reply to ``seq`` within ``timeout`` s, or a :class:`_Failure`
+        (timeout, corrupt)."""
+        deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -625,28 +632,37 @@ class MuxController:
         self.pace(pacing)
         self._verified = None
         n = len(self._table)
-        self.transact("TBL RUN")
         duration = pacing.seconds(n)
-        deadline = time.monotonic() + 2 * duration + 1.0
-        status = self.table_status()
+        budget = self.run_budget(pacing, n)
+        deadline = time.monotonic() + budget
+        self.transact("TBL RUN", timeout=budget)
+        status = self.table_status(max(self.timeout, deadline - time.monotonic()))
         if status.state == "running" and duration > 1e-3:
             time.sleep(duration)  # the shortest the run can take
-            status = self.table_status()
+            status = self.table_status(max(self.timeout, deadline - time.monotonic()))
         while status.state == "running":
             if time.monotonic() > deadline:
                 self._force_open()
                 raise RouteError(self.name, f"table still running at entry {status.pos} of "
-                                 f"{n} after {2 * duration + 1.0:.3g} s; switches opened")
+                                 f"{n} after {budget:.3g} s; switches opened")
             time.sleep(min(0.01, duration / 10))
-            status = self.table_status()
+            status = self.table_status(max(self.timeout, deadline - time.monotonic()))
         problem = status.problem(expected_edges)
         if problem is not None:
             self._force_open()
             raise RouteError(self.name, f"{problem}; batch discarded, switches opened")
         return status
 
-    def table_status(self) -> TableStatus:
-        text = self.transact("TBL STAT")
+    def run_budget(self, pacing: Pacing, entries: int) -> float:
+        """Seconds the host waits for a run of ``entries``, each reply included: the run's
+        expected duration twice, :data:`ENTRY_ALLOWANCE` per entry and one link timeout. A
+        fixed reply timeout would fail a long table on an MCU that answers late while it
+        paces."""
+        return self.timeout + 2 * pacing.seconds(entries) + entries * ENTRY_ALLOWANCE
+
+    def table_status(self, timeout: float | None = None) -> TableStatus:
+        """``TBL STAT``, its reply awaited ``timeout`` s (default: the link's)."""
+        text = self.transact("TBL STAT", timeout)
         try:
             return TableStatus.parse(text)
         except (KeyError, ValueError) as exc:

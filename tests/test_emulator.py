@@ -160,7 +160,7 @@ def test_mcu_routes_read_back_and_refusals(model):
     assert frame(mcu, 4, "MAC 99:1:001")[1] == "ERR 4 board"
     assert frame(mcu, 5, "FROB")[1] == "ERR 2 unknown"
     for seq, v1 in ((6, "TBL ARM"), (7, "TRG")):
-        assert frame(mcu, seq, v1)[1] in ("ERR 1 syntax", "ERR 2 unknown"), "gone in v2"
+        assert frame(mcu, seq, v1)[1] == "ERR 2 unknown", "gone in v2 (protocol section 4)"
     assert frame(mcu, 8, "STATE?") == (8, "OK 3:010:002:010:000"), "refusals change nothing"
     assert frame(mcu, 9, "TBL SCAN 0 MAC 1-3 1:003 2:001") == (9, "OK")
     assert frame(mcu, 10, "TBL GET 2")[1] == "OK MAC 1:3:003 2:3:001"

@@ -169,6 +169,9 @@ static size_t put_field(char *out, const char *key, uint32_t value)
     return k + put_uint(out + k, value);
 }
 
+static const char *const table_subs[] = {"CLR", "SET", "SCAN", "GET", "CRC",
+                                         "CFG", "CFG?", "RUN", "STAT"};
+
 static int table_command(struct mux *m, struct span sub, struct span args, char *data, size_t *n)
 {
     uint32_t i;
@@ -213,7 +216,10 @@ static int table_command(struct mux *m, struct span sub, struct span args, char 
         *n = run_status(m, data);
         return 0;
     }
-    return E_SYNTAX;
+    for (size_t k = 0; k < sizeof table_subs / sizeof table_subs[0]; k++)
+        if (span_eq(sub, table_subs[k]))
+            return E_SYNTAX; /* a sub-command of this version with the wrong arguments */
+    return E_UNKNOWN;        /* version 1's TBL ARM, or any other sub-command it lacks */
 }
 
 static int watchdog_command(struct mux *m, struct span arg)

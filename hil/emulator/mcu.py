@@ -45,6 +45,7 @@ FIRMWARE = "hil-mux/2.0"
 RX_LIMIT = 256  # bytes per line this firmware accepts (a small UART buffer, the strict case)
 READ_BACK = 5e-6  # s to write the switch drivers and read them back (a few SPI transfers)
 DEFAULT_SETTLE = 20e-6  # s: route commands settle this long before any TBL CFG
+TABLE_COMMANDS = ("CLR", "SET", "SCAN", "GET", "CRC", "CFG", "CFG?", "RUN", "STAT")
 RUNNING_OK = ("IDN?", "STATE?", "OPEN", "TBL STAT", "TBL CFG?", "WDG?")
 WATCHDOG_MS = (20, 60000)  # the range WDG accepts (0 disarms)
 _SEQ = re.compile(rb"\d{1,3}\Z")
@@ -329,7 +330,9 @@ class McuEmulator(FaultyLink):
             return (f"state={self.table_state} pos={self.pos} len={len(self.table)} "
                     f"out={self.run.out} before={before} during={during} after={after} "
                     f"why={self.run.why}")
-        raise _Refused(1, "syntax")
+        if sub in TABLE_COMMANDS:
+            raise _Refused(1, "syntax")  # a sub-command of version 2 with wrong arguments
+        raise _Refused(2, "unknown")  # version 1's TBL ARM, or any other (protocol section 4)
 
     def _store(self, start: int, routes: list[Route]) -> None:
         if start > len(self.table) or start + len(routes) > self.table_size:
