@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -199,15 +200,30 @@ def test_fuzzed_link_never_executes_twice_nor_crashes_and_agrees_with_the_emulat
     sock.close()
 
 
-def test_watchdog_opens_every_switch_when_the_host_falls_silent(mcu_port):
+def test_a_killed_host_holding_a_route_leaves_every_switch_open_within_the_watchdog_time(
+        mcu_port):
+    """A host process holds a verified single route, its driver keeping the watchdog fed, and
+    is killed with SIGKILL (no cleanup runs): the MCU opens every switch by itself, once,
+    within the watchdog time. The test stays silent on the link until then (a frame would
+    feed the watchdog)."""
+    watchdog = 0.2
+    host = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from drivers.mcu import MuxController; "
+         f"m = MuxController(sys.argv[1], timeout=1, watchdog={watchdog}); "
+         "print(m.select_cell(3, 2, 5).text, flush=True); time.sleep(60)",
+         f"socket://127.0.0.1:{mcu_port}"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout.readline().strip() == "PUL 3:5:002", "route set and read back"
+        host.kill()
+        killed = time.monotonic()
+        host.wait(10)
+    finally:
+        host.kill()
+        host.communicate(timeout=10)
+    time.sleep(max(0.0, killed + watchdog * 1.5 - time.monotonic()))
     mux = MuxController(f"socket://127.0.0.1:{mcu_port}", timeout=1)
-    mux.select_cell(3, 2, 5)
-    mux.transact("WDG 200")
-    time.sleep(0.1)
-    assert mux.state() != {}, "fed in time: the switches stay"
-    time.sleep(0.35)
-    assert mux.state() == {}, "silent for longer than 200 ms: every switch open"
-    assert mux.watchdog_status() == (200, 1)
+    assert mux.watchdog_status() == (round(watchdog * 1000), 1), "it expired once, before now"
+    assert mux.state() == {}, "every switch open"
     mux.close()
 
 
