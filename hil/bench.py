@@ -200,6 +200,9 @@ class Bench:
     sim: SimSettings
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")
+    # a bench made ``for_network``: every board of the bench it was made from, so a board
+    # outside the network can be told apart from one the bench does not have
+    whole_board_ids: tuple[int, ...] = ()
 
     @property
     def n_devices(self) -> int:
@@ -279,6 +282,7 @@ class Bench:
         return replace(
             self,
             board_ids=tuple(b for b in ids if b in used),
+            whole_board_ids=self.whole_board_ids or self.board_ids,
             arrays=kept,
             networks={name: names},
         )

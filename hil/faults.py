@@ -37,6 +37,22 @@ MODE_NAMES = {v: k for k, v in MODES.items()}
 LINE_MODES = {"open_bl": "bl", "open_sl": "sl"}
 
 
+def fraction(item: str, option: str, text: str) -> float:
+    """A fraction 0-1, the one convention for rates on the command line: a percentage (``6.15%``
+    or a number above 1) is refused in one line saying the fraction it would be."""
+    value = item.strip().rstrip("%")
+    try:
+        v = float(value)
+    except ValueError:
+        raise HilError(f"{option} {text!r}: expected fractions 0-1 (e.g. 0.0615)") from None
+    if item.strip().endswith("%") or 1 < v <= 100:
+        raise HilError(f"{option} {text!r}: expected fractions 0-1, not percentages "
+                       f"({v:g} % is {v / 100:g})")
+    if not 0 <= v <= 1:
+        raise HilError(f"{option} {text!r}: fractions must be 0-1")
+    return v
+
+
 @dataclass(frozen=True)
 class FailureRate:
     """``--failures RATE[:MIX]``: each device fails with probability ``rate``, a fraction
@@ -47,11 +63,8 @@ class FailureRate:
 
     @classmethod
     def parse(cls, text: str) -> FailureRate:
-        try:
-            parts = [float(p) for p in text.split(":")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (1, 2) or not 0 <= parts[0] <= 1 or not 0 <= parts[-1] <= 1:
+        parts = [fraction(p, "--failures", text) for p in text.split(":")]
+        if len(parts) not in (1, 2):
             raise HilError(
                 f"--failures {text!r}: expected RATE[:MIX], fractions 0-1 (e.g. 0.0615:0.5)"
             )
@@ -139,7 +152,11 @@ def _board(path: object, line: int, rec: dict[str, str], bench: Bench) -> int:
     except (TypeError, ValueError):
         raise DataError(f"{path}: line {line}: board must be an integer") from None
     if board not in bench.board_ids:
-        raise DataError(f"{path}: line {line}: board {board} is not on bench {bench.name}")
+        raise DataError(f"{path}: line {line}: board {board} is not on bench {bench.name}"
+                        if not bench.whole_board_ids or board not in bench.whole_board_ids else
+                        f"{path}: line {line}: board {board} is on bench {bench.name} but not "
+                        f"in network {next(iter(bench.networks))} (its boards: "
+                        f"{', '.join(map(str, bench.board_ids))})")
     return board
 
 

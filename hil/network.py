@@ -22,6 +22,11 @@ SIGNED_WEIGHTS = np.concatenate([PLANE_WEIGHTS, -PLANE_WEIGHTS])
 N_PIXELS, N_CLASSES = 64, 10
 
 
+NOTATION = ("single (= 65-10), two (= 65-20-10), or layer sizes with the bias row, 65-H-10 for H "
+            "hidden neurons (5-100)")
+"""The one way networks are named in help, errors and records: layer sizes, bias included."""
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """Layer sizes without bias: (64, 10) single layer, (64, H, 10) two layers."""
@@ -41,7 +46,7 @@ class NetworkSpec:
             if hidden is not None and not m[1]:
                 raise HilError("--hidden needs a two-layer network")
         else:
-            raise HilError(f"--network {network!r}: expected single, two or 65-H-10 / 65-10")
+            raise HilError(f"--network {network!r}: expected {NOTATION}")
         if hidden is not None and network == "single":
             raise HilError("--hidden needs a two-layer network")
         if len(spec.sizes) == 3 and not 5 <= spec.sizes[1] <= 100:

@@ -5,7 +5,12 @@ Layout of ``RUN/``::
     run.sqlite      meta (key -> JSON), epochs, snapshots (conductance per epoch, .npy blobs),
                     checkpoint (the latest resumable state), and any tables a command adds
     summary.json    the figures a person or a script looks at first
-    *.png           plots
+    log.txt         what the terminal showed
+    *.png           plots, named in lowercase words joined by hyphens (``conductance-cdf.png``)
+
+The database is in WAL mode, so ``hil watch`` can read it while the run writes, without either
+waiting for the other. ``meta.progress`` says what the run is doing now (phase, images done, wall
+and bench seconds), refreshed about once a second.
 
 Writes are transactions, so a run killed at any point leaves either the previous or the new
 checkpoint, never half of one.
@@ -17,6 +22,7 @@ import io
 import json
 import pickle
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,11 @@ import numpy as np
 import pandas as pd
 
 from hil.errors import HilError
+
+CONDUCTANCE_MAPS = "conductance-maps.png"
+CONDUCTANCE_CDF = "conductance-cdf.png"
+ACCURACY = "accuracy.png"
+RESPONSE_CURVES = "response-curves.png"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +68,8 @@ class RunStore:
             self.db = sqlite3.connect(db)
         except (OSError, sqlite3.Error) as exc:
             raise HilError(f"{self.dir}: cannot open run store: {exc}") from None
+        if create:
+            self.db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -70,6 +83,10 @@ class RunStore:
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in items.items()],
             )
+
+    def put_progress(self, phase: str, **figures: Any) -> None:
+        """What the run is doing now, for a viewer: ``phase`` and figures such as images done."""
+        self.put_meta(progress={"phase": phase, "updated": time.time(), **figures})
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}

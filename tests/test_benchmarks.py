@@ -33,3 +33,12 @@ def test_benchmark_short_mode_runs(script, small_data, tmp_path):
         env={**os.environ, "HIL_REGISTRY": str(tmp_path / "registry.sqlite")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip(), "a benchmark prints what it measured"
+    for line in SIDE_BY_SIDE.get(script, ()):
+        assert line in proc.stdout, line
+
+
+# rows a benchmark prints side by side, checked here too
+SIDE_BY_SIDE = {
+    "bench_training.py": ("ratio in-situ / fp32:", "alone   page open", "training wall µs/image",
+                          "of a core"),
+}

@@ -3,6 +3,8 @@ the report and its operator errors. Tiny data and epochs keep the module fast.""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,7 @@ from hil.studies.experiments import COLUMNS, drop_weights, inject_faults
 from hil.training.baseline import fp32_accuracy, train_fp32
 from hil.training.data import load_digits
 from hil.training.setup import TrainParams, prepare
+from hil.watch.app import create_app
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def digits_dir(small_data):
     return small_data
 
 
-FAULTS = ["experiment", "faults", "--seeds", "2", "--epochs", "2", "--fractions", "0,20"]
+FAULTS = ["experiment", "faults", "--seeds", "2", "--epochs", "2", "--fractions", "0,0.2"]
 
 
 def run_faults(digits_dir, out, *extra) -> pd.DataFrame:
@@ -111,7 +114,7 @@ def test_dask_local_cluster_gives_the_same_results_csv(digits_dir, faults_out, t
 def test_report_runs_every_study_and_reuses_them(digits_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["experiment", "report", "--seeds", "1", "--epochs", "2", "--hidden", "5",
-            "--fractions", "0,10", "--data", str(digits_dir), "--workers", "2",
+            "--fractions", "0,0.1", "--data", str(digits_dir), "--workers", "2",
             "--out", "res", "--markdown", "docs/results.md"]
     assert main(args) == 0
     curves = pd.read_csv("res/curves/results.csv")
@@ -128,11 +131,11 @@ def test_report_runs_every_study_and_reuses_them(digits_dir, tmp_path, monkeypat
         assert f"]({link})" in text
     assert str(tmp_path) not in text and str(digits_dir) not in text
     command = next(line for line in text.splitlines() if line.startswith("hil experiment report"))
-    assert {"--seeds 1", "--epochs 2", "--hidden 5", "--fractions 0,10"} <= set(
+    assert {"--seeds 1", "--epochs 2", "--hidden 5", "--fractions 0,0.1"} <= set(
         " ".join(pair) for pair in zip(command.split()[3::2], command.split()[4::2], strict=False))
 
     # the report trains each network once for all studies; alone, a study gives the same rows
-    assert main(["experiment", "faults", "--seeds", "1", "--epochs", "2", "--fractions", "0,10",
+    assert main(["experiment", "faults", "--seeds", "1", "--epochs", "2", "--fractions", "0,0.1",
                  "--data", str(digits_dir), "--out", "alone"]) == 0
     assert Path("alone/results.csv").read_bytes() == Path("res/faults/results.csv").read_bytes()
 
@@ -150,7 +153,7 @@ def test_report_runs_every_study_and_reuses_them(digits_dir, tmp_path, monkeypat
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--seeds", "1,x"], "comma-separated"),
     (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--fractions", "0,150"], "percentages must be 0-100"),
+    (["--fractions", "0,20"], "not percentages (20 % is 0.2)"),
     (["--device-curves", "missing.csv"], "missing.csv"),
 ])
 def test_operator_errors_are_one_line(digits_dir, tmp_path, capsys, extra, message):
@@ -184,3 +187,15 @@ def test_device_curves_drive_the_simulator(digits_dir, tmp_path):
     assert not default["test_accuracy"].equals(half["test_accuracy"])
     meta = (tmp_path / "half/study.json").read_text()
     assert '"file": "half.csv"' in meta and str(tmp_path) not in meta
+
+
+def test_hil_watch_follows_a_study_as_its_trainings_finish(faults_out):
+    view = create_app(faults_out).test_client().get("/view.json").get_json()
+    assert view["kind"] == "study" and view["state"] == "done"
+    progress = json.loads(sqlite3.connect(faults_out / "run.sqlite").execute(
+        "SELECT value FROM meta WHERE key = 'progress'").fetchone()[0])
+    trainings = json.loads((faults_out / "study.json").read_text())["trainings"]
+    assert progress["done"] == progress["total"] == trainings  # each reported as it finished
+    fig = next(f["figure"] for f in view["figures"] if f["id"] == "study")
+    assert len(fig["data"]) == 8  # 2 networks x 4 modes
+    assert fig["layout"]["xaxis"]["title"]["text"] == "fraction of failed devices"

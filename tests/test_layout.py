@@ -26,6 +26,7 @@ LAYERS = {
     "hil.training": 4,
     "hil.characterization": 4,
     "hil.studies": 5,
+    "hil.watch": 5,
     "hil.cli": 6,
 }
 

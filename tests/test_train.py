@@ -97,7 +97,7 @@ def test_run_records_summary_plots_and_database(tmp_path, small_data):
     assert s["test_accuracy"] > 0.5  # it learns, even on 300 images
     assert s["pulses"]["set"] > 0 and s["reads"] > 0
     assert s["data"] == {"name": "uci-optdigits", "train": 300, "test": 200}
-    for png in ("accuracy.png", "conductance_map.png", "conductance_cdf.png"):
+    for png in ("accuracy.png", "conductance-maps.png", "conductance-cdf.png"):
         assert (out / png).stat().st_size > 1000
     store = RunStore(out, create=False)
     ep = store.epochs()

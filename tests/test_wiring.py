@@ -109,3 +109,14 @@ def test_bench_check_reports_a_declared_wire_that_carries_nothing(tmp_path, caps
         assert len(captured.err.strip().splitlines()) == 1
         assert "wire smu_complete" in captured.err and "timeout" in captured.err
         assert emu.is_safe()
+
+
+def test_bench_check_on_81160a_and_b2900_says_which_wire_it_cannot_see(tmp_path, capsys):
+    with EmulatedBench(load_bench(), generator="81160A", smu="B2900", seed=3) as emu:
+        path = tmp_path / "emu.toml"
+        path.write_text(emu.bench_toml())
+        assert main(["bench", "check", "--bench", str(path)]) == 0
+        status = {line.split()[1]: line.split()[2] for line in capsys.readouterr().out
+                  .splitlines() if line.startswith("wire ")}
+        assert status == {"smu_trigger": "ok", "smu_complete": "ok", "generator_trigger": "sent"}
+        assert emu.is_safe()

@@ -155,10 +155,13 @@ def _monotone(y: np.ndarray, increasing: bool) -> np.ndarray:
 class _Log:
     """Observer of a running plan: every read, the pulses each device endured, progress."""
 
-    def __init__(self, bench: Bench, keep: np.ndarray, tick: Callable[[], Any] | None) -> None:
+    def __init__(self, bench: Bench, keep: np.ndarray, tick: Callable[[], Any] | None,
+                 on_read: Callable[[np.ndarray, str, int, np.ndarray], Any] | None = None
+                 ) -> None:
         self.bench = bench
         self.keep = keep  # boolean mask over all devices: boards involved
         self.tick = tick
+        self.on_read = on_read
         self.pulses = np.zeros(bench.n_devices, dtype=np.int64)
         self.parts: list[tuple[np.ndarray, str, int, np.ndarray]] = []
         self._arrays = {name: bench.array_devices(name) for name in bench.arrays}
@@ -168,6 +171,8 @@ class _Log:
             self.pulses[op.devices] += op.count
         elif isinstance(op, Read):
             self.parts.append((op.devices, op.sequence, op.step, np.asarray(answer)))
+            if self.on_read is not None:
+                self.on_read(op.devices, op.sequence, op.step, np.asarray(answer))
         elif isinstance(op, Mac) and (op.inputs.sum(axis=1) == 1).all():
             # one bit line driven per vector: every column current is one cell's current
             cells = self._arrays[op.array][np.argmax(op.inputs, axis=1)]
@@ -205,8 +210,12 @@ def characterize(
     *,
     form: bool = False,
     tick: Callable[[], Any] | None = None,
+    on_read: Callable[[np.ndarray, str, int, np.ndarray], Any] | None = None,
 ) -> Result:
     """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured.
+
+    ``tick()`` follows every operation and ``on_read(devices, sequence, step, µS)`` every read,
+    for progress and for a live view while the plan runs.
 
     Every operation goes through a :class:`~hil.backends.sequencer.Sequencer` (limits checked,
     batched, timed on the bench clock): ``backend`` itself if it is one (the instrument backend),
@@ -217,7 +226,7 @@ def characterize(
     devices = np.unique(np.asarray(devices, dtype=np.int64))
     keep = np.zeros(bench.n_devices, dtype=bool)
     keep[board_devices(bench, _boards_of(bench, devices))] = True
-    log = _Log(bench, keep, tick)
+    log = _Log(bench, keep, tick, on_read)
     before = OpCounts(**backend.counts.as_dict())
     started = clocked.bench_seconds
     out = run(plan(bench, devices, s, form), clocked, log)

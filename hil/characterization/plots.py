@@ -2,52 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from hil.bench import COLS, ROWS, Bench  # noqa: E402
 from hil.characterization.characterize import Result  # noqa: E402
 from hil.characterization.classify import FAILED  # noqa: E402
+from hil.pcb import (  # noqa: E402
+    UNIT,
+    ArrayLayout,  # noqa: E402
+    draw_layout,
+)
 
 _MARK = {"stuck_on": "ON", "stuck_off": "OFF", "open": "OPN", "short": "SHT", "unstable": "UNS"}
 
 
-def _chip_outlines(chip: np.ndarray) -> LineCollection:
-    """Lines between neighbouring cells on different chips, and the board's edge."""
-    segs = [[(c + 0.5, r - 0.5), (c + 0.5, r + 0.5)]
-            for r, c in zip(*np.nonzero(chip[:, 1:] != chip[:, :-1]), strict=True)]
-    segs += [[(c - 0.5, r + 0.5), (c + 0.5, r + 0.5)]
-             for r, c in zip(*np.nonzero(chip[1:, :] != chip[:-1, :]), strict=True)]
-    x0, y0, x1, y1 = -0.5, -0.5, COLS - 0.5, ROWS - 0.5
-    segs.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
-    return LineCollection(segs, colors="black", linewidths=1.2)
+def board_layout(bench: Bench, board: int) -> ArrayLayout:
+    """One board alone, as an array of 12 x 10 cells."""
+    return ArrayLayout(f"board {board}", (ROWS, COLS), ((board,),), bench.board_map.chip,
+                       bench.board_map.pad)
 
 
-def board_maps(bench: Bench, result: Result, out_dir: Path) -> list[Path]:
+def board_maps(bench: Bench, result: Result, out_dir: Path,
+               tick: Callable[[], Any] | None = None) -> list[Path]:
     """One PNG per board: read-map conductance of its 12 x 10 cells (log scale), chip outlines,
-    failed devices marked with their mode, open lines crossed out."""
+    failed devices marked with their mode, open lines crossed out; ``tick()`` after each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.2, 6.4))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")
     im = ax.imshow(np.full((ROWS, COLS), np.nan), cmap=cmap, norm=LogNorm(0.1, 1000))
-    fig.colorbar(im, ax=ax, label="conductance at the read voltage (uS)", shrink=0.8)
+    fig.colorbar(im, ax=ax, label=f"conductance at the read voltage ({UNIT})", shrink=0.8)
     chip = bench.board_map.chip
-    ax.add_collection(_chip_outlines(chip))
+    draw_layout(ax, board_layout(bench, bench.board_ids[0]), board_labels=False)
+    ax.set_xlabel("column (source line)")
     for k in np.unique(chip):
         r, c = np.nonzero(chip == k)
         ax.text(c.mean(), r.mean(), f"C{k}", ha="center", va="center", fontsize=6,
                 color="white", alpha=0.6)
-    ax.set_xticks(range(COLS), [str(c) for c in range(1, COLS + 1)])
-    ax.set_yticks(range(ROWS), [str(r) for r in range(1, ROWS + 1)])
-    ax.set_xlabel("column (source line)")
-    ax.set_ylabel("row (bit line)")
     paths = []
     marks: list[plt.Artist] = []
     for board, rows in result.table.groupby("board", sort=True):
@@ -76,6 +75,8 @@ def board_maps(bench: Bench, result: Result, out_dir: Path) -> list[Path]:
         path = out_dir / f"board-{board}.png"
         fig.savefig(path, dpi=80)
         paths.append(path)
+        if tick is not None:
+            tick()
     plt.close(fig)
     return paths
 
@@ -89,8 +90,9 @@ def conductance_cdf(result: Result, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if ok.size:
         ax.step(ok, np.arange(1, ok.size + 1) / ok.size * 100, where="post", color="tab:red")
-        ax.set_title(f"{ok.size} working devices, mean {ok.mean():.2f} uS; {failed.size} failed")
-    ax.set_xlabel("conductance (uS)")
+        ax.set_title(f"{ok.size} working devices, mean {ok.mean():.2f} {UNIT}; "
+                     f"{failed.size} failed")
+    ax.set_xlabel(f"conductance ({UNIT})")
     ax.set_ylabel("cumulative probability (%)")
     inset = ax.inset_axes([0.5, 0.12, 0.45, 0.45])
     bins = np.logspace(-1, 3.5, 46)
@@ -100,7 +102,7 @@ def conductance_cdf(result: Result, path: Path) -> None:
                      alpha=0.8, label=label)
     inset.set_xscale("log")
     inset.set_yscale("log")
-    inset.set_xlabel("uS", fontsize=7)
+    inset.set_xlabel(UNIT, fontsize=7)
     inset.tick_params(labelsize=7)
     inset.legend(fontsize=7)
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)
@@ -118,7 +120,7 @@ def response_curves(result: Result, path: Path) -> None:
             ax.plot(np.arange(trace.shape[0]), trace, lw=1)
             ax.set_title(f"{name} pulses, {trace.shape[1]} devices")
             ax.set_xlabel("pulse number")
-            ax.set_ylabel("conductance (uS)")
+            ax.set_ylabel(f"conductance ({UNIT})")
     else:
         for ax in axes[:2]:
             ax.text(0.5, 0.5, "no response curves measured", ha="center", transform=ax.transAxes)
@@ -134,7 +136,7 @@ def response_curves(result: Result, path: Path) -> None:
         ax.legend()
         ax.set_title(f"SET then RESET train, {int(ok.sum())} working devices")
     ax.set_xlabel("pulse number")
-    ax.set_ylabel("conductance (uS)")
+    ax.set_ylabel(f"conductance ({UNIT})")
     fig.subplots_adjust(left=0.05, right=0.99, top=0.92, bottom=0.13, wspace=0.25)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -197,7 +197,7 @@ def check_wires(bench: Bench, problems: list[str]) -> list[str]:
     out: list[str] = []
 
     def report(name: str, ok: bool, text: str) -> None:
-        out.append(f"wire {name:<13} {'ok   ' if ok else 'BROKEN'} {text}")
+        out.append(f"wire {name:<17} {'ok    ' if ok else 'BROKEN'} {text}")
         if not ok:
             problems.append(f"wire {name}: {text}")
 
@@ -237,7 +237,7 @@ def check_wires(bench: Bench, problems: list[str]) -> list[str]:
                 report("generator_sync", True, f"generator Sync -> MCU TRIG IN "
                        f"{w.generator_sync}: one edge for the pulse")
             else:
-                out.append(f"wire {'generator_trigger':<13} sent   {where}: edge sent; the "
+                out.append(f"wire {'generator_trigger':<17} sent   {where}: edge sent; the "
                            "generator reports no trigger count (wire its Sync output as "
                            "generator_sync to see it arrive)")
         except (InstrumentError, OSError) as exc:

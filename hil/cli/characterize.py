@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from hil.backends.factory import make_backend
 from hil.bench import COLS, ROWS, Bench, load_bench
@@ -20,9 +19,10 @@ from hil.characterization import plots
 from hil.characterization.characterize import Result, characterize, planned_ops
 from hil.characterization.classify import MODES, settings
 from hil.characterization.registry import Registry, default_path
+from hil.cli.console import console
 from hil.errors import HilError
 from hil.faults import FailureRate, FaultMap, LineFault, load_fault_map
-from hil.records import RunStore
+from hil.records import CONDUCTANCE_CDF, RESPONSE_CURVES, RunStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,17 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded bench)")
     common.add_argument("--registry", metavar="PATH", help="device registry file")
     r = dsub.add_parser("replace", parents=[common], help="record a chip swap (or a pad)")
-    r.add_argument("--board", type=int, required=True)
-    r.add_argument("--chip", type=int, required=True)
+    r.add_argument("--board", type=int, required=True, help="board id, as on the PCB")
+    r.add_argument("--chip", type=int, required=True, help="chip 1-30 on that board")
     r.add_argument("--pad", type=int, help="only this pad of the chip (re-glued)")
     r.set_defaults(run=run_replace)
     ls = dsub.add_parser("list", parents=[common], help="census of known devices")
-    ls.add_argument("--board", type=int)
-    ls.add_argument("--mode", choices=[*MODES, "replaced"])
+    ls.add_argument("--board", type=int, help="only this board (default: every board)")
+    ls.add_argument("--mode", choices=[*MODES, "replaced"],
+                    help="only devices last judged so (default: every mode)")
     ls.set_defaults(run=run_list)
     h = dsub.add_parser("history", parents=[common], help="events of a board's devices")
-    h.add_argument("--board", type=int, required=True)
-    h.add_argument("--chip", type=int)
+    h.add_argument("--board", type=int, required=True, help="board id, as on the PCB")
+    h.add_argument("--chip", type=int, help="only this chip 1-30 (default: every chip)")
     h.set_defaults(run=run_history)
 
 
@@ -152,6 +153,33 @@ def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
 # ---- characterize -------------------------------------------------------------------------
 
 
+class _LiveView:
+    """What ``hil watch`` shows while a characterisation runs: progress about once a second,
+    and the read map of the boards as it is measured (table ``live_reads``)."""
+
+    def __init__(self, store: RunStore, bench: Bench, total: int, started: float) -> None:
+        self.store, self.bench, self.total, self.started = store, bench, total, started
+        self.done = 0
+        self.last = 0.0
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last >= 1.0:
+            self.last = now
+            self.store.put_progress("measuring", what="operation", done=self.done,
+                                    total=self.total, wall_seconds=now - self.started)
+
+    def read(self, devices: np.ndarray, sequence: str, step: int, g: np.ndarray) -> None:
+        if sequence != "read_map" or step != 0:
+            return
+        lab = self.bench.labels(devices)
+        self.store.write_table("live_reads", pd.DataFrame(
+            {k: lab[k] for k in ("board", "row", "col", "chip", "pad")} | {"g_start_uS": g}),
+            append=True)
+
+
+
 def _duration(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
@@ -191,13 +219,19 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
         "predicted_bench_seconds": round(result.bench_seconds, 3),
         "sequencing": result.sequencing,
     }
-    plots.board_maps(bench, result, out / "maps")
-    plots.conductance_cdf(result, out / "conductance-cdf.png")
-    plots.response_curves(result, out / "response-curves.png")
+    store.put_progress("drawing plots", wall_seconds=time.perf_counter() - started)
+    boards = result.table["board"].nunique()
+    with console.bar(total=boards + 2, unit="plot", desc="plots", leave=False) as bar:
+        plots.board_maps(bench, result, out / "maps", tick=bar.update)
+        plots.conductance_cdf(result, out / CONDUCTANCE_CDF)
+        bar.update()
+        plots.response_curves(result, out / RESPONSE_CURVES)
+        bar.update()
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     store.put_meta(command=command, bench_text=bench.text, bench_path=bench.path,
                    summary=summary)
     store.write_json("summary.json", summary)
+    store.put_progress("done", wall_seconds=summary["wall_seconds"])
     return summary
 
 
@@ -210,17 +244,22 @@ def run_characterize(args: argparse.Namespace) -> int:
     with Registry(args.registry) as registry:
         devices = select_devices(args, bench, registry)
         backend = _backend(args, bench, registry)
+        store = RunStore(args.out)  # once the run can start: a refused start leaves nothing
+        console.attach(store.dir)
         try:
-            with tqdm(total=planned_ops(bench, devices, s, args.form), unit="op",
-                      desc=f"characterize {devices.size} devices", file=sys.stderr) as bar:
-                result = characterize(backend, devices, s, form=args.form, tick=bar.update)
+            total = planned_ops(bench, devices, s, args.form)
+            store.put_meta(kind="characterize", bench_name=bench.name, board_map={
+                "chip": bench.board_map.chip.tolist(), "pad": bench.board_map.pad.tolist()})
+            live = _LiveView(store, bench, total, t0)
+            with console.bar(total=total, unit="op",
+                             desc=f"characterize {devices.size} devices") as bar:
+                result = characterize(backend, devices, s, form=args.form,
+                                      tick=lambda: (bar.update(), live.tick()),
+                                      on_read=live.read)
                 bar.total = bar.n  # forming may stop early; the plan is done
-        finally:
-            backend.close()
-        store = RunStore(args.out)
-        try:
             summary = write_run(store, bench, result, t0, sys.argv[1:])
         finally:
+            backend.close()
             store.close()
         registry.record(bench, result.devices, result.table["mode"].to_numpy(),
                         result.table["pulses"].to_numpy(), run=str(Path(args.out).resolve()))
@@ -245,38 +284,40 @@ def _fabric_words(faults: list[LineFault]) -> list[str]:
 
 def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
-    print(f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
+    console.result(
+          f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
           f"in {summary['wall_seconds']:.1f} s; predicted bench time "
           f"{_duration(summary['predicted_bench_seconds'])} (h:mm:ss, {result.sequencing} "
           "sequencer)")
-    print(f"modes: {counts}")
+    console.result(f"modes: {counts}")
     if result.fabric:
-        print("fabric faults (fix the board, not the devices): " + "; ".join(
+        console.result("fabric faults (fix the board, not the devices): " + "; ".join(
             _fabric_words(result.fabric)))
     failed = result.failed
     if failed.empty:
-        print("no devices to replace")
+        console.result("no devices to replace")
     else:
-        print(f"replace {len(failed)} device(s) ({out / 'replacements.csv'}):")
-        print(failed.to_string(index=False))
+        console.result(f"replace {len(failed)} device(s) ({out / 'replacements.csv'}):")
+        console.result(failed.to_string(index=False))
     if result.curves is not None:
-        print(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
+        console.result(f"response curves of {len(result.curves.ids)} devices: {out / 'curves.csv'} "
               "(point a bench file's [sim] curves at it, or hil experiment --device-curves)")
-    print(f"device registry: {registry}")
+    console.result(f"device registry: {registry}")
 
 
 # ---- devices --------------------------------------------------------------------------------
 
 
 def _show(df: pd.DataFrame, empty: str) -> None:
-    print(empty if df.empty else df.astype(object).where(df.notna(), "").to_string(index=False))
+    console.result(empty if df.empty else
+                   df.astype(object).where(df.notna(), "").to_string(index=False))
 
 
 def run_replace(args: argparse.Namespace) -> int:
     bench = load_bench(args.bench)
     with Registry(args.registry) as registry:
         cells = registry.replace(bench, args.board, args.chip, args.pad)
-    print(f"board {args.board} chip {args.chip}: {len(cells)} device(s) marked replaced; "
+    console.result(f"board {args.board} chip {args.chip}: {len(cells)} device(s) marked replaced; "
           "re-characterise with 'hil characterize --replaced'")
     _show(cells, "")
     return 0
@@ -289,7 +330,7 @@ def run_list(args: argparse.Namespace) -> int:
     _show(census, f"no devices known on bench {bench.name}")
     if not census.empty:
         counts = census["mode"].value_counts()
-        print(", ".join(f"{m} {n}" for m, n in counts.items()))
+        console.result(", ".join(f"{m} {n}" for m, n in counts.items()))
     return 0
 
 

@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,9 +22,12 @@ import pandas as pd
 
 from hil import __version__
 from hil.bench import load_bench
+from hil.cli.console import console
 from hil.curves import load_curves
 from hil.errors import HilError
+from hil.faults import fraction
 from hil.network import NetworkSpec
+from hil.records import RunStore
 from hil.studies.experiments import (
     FAULT_FRACTIONS,
     HIDDEN_SIZES,
@@ -68,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tcp://host:8786); workers need the suite installed and the data and "
                         "curves files at the same paths")
     fractions = argparse.ArgumentParser(add_help=False)
-    fractions.add_argument("--fractions", default=_join(100 * f for f in FAULT_FRACTIONS),
-                           metavar="LIST", help="failed-device percentages for the faults study "
+    fractions.add_argument("--fractions", default=_join(FAULT_FRACTIONS), metavar="LIST",
+                           help="fractions 0-1 of failed devices for the faults study "
                            "(default: %(default)s)")
     hidden = argparse.ArgumentParser(add_help=False)
     hidden.add_argument("--hidden", default=_join(HIDDEN_SIZES), metavar="LIST",
@@ -134,7 +136,7 @@ def _sha256(path: Path) -> str:
 def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
     """Validate everything in this process (a worker's error would be far less readable) and
     describe the run without any path of this machine."""
-    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    say = console.say
     if args.epochs < 1:
         raise HilError("--epochs must be at least 1")
     if args.workers is not None and args.workers < 1:
@@ -161,9 +163,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
         "bench default",
     }
     if hasattr(args, "fractions"):
-        fractions = [v / 100 for v in _list(args.fractions, "--fractions", float)]
-        if not all(0 <= f <= 1 for f in fractions):
-            raise HilError(f"--fractions {args.fractions!r}: percentages must be 0-100")
+        fractions = [fraction(v, "--fractions", args.fractions)
+                     for v in args.fractions.split(",")]
         setup = replace(setup, fractions=tuple(fractions))
         about["fractions"] = fractions
     if hasattr(args, "hidden"):
@@ -187,8 +188,27 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
             for s in studies}
     trainings = len({t.training for trials in plan.values() for t in trials})
     t0 = time.monotonic()
-    with open_executor(args.workers, args.scheduler) as executor:
-        frames = run_studies(plan, executor)
+    stores = {}
+    for study in studies:  # hil watch follows each study as its trainings finish
+        store = stores[study] = RunStore(dirs[study])
+        store.put_meta(kind="study", study=study, trials=len(plan[study]))
+        store.put_progress("running", what="training", done=0,
+                           total=len({t.training for t in plan[study]}), wall_seconds=0.0)
+    finished = dict.fromkeys(studies, 0)
+    per_study = {s: len({t.training for t in plan[s]}) for s in studies}
+
+    def on_rows(study: str, rows: pd.DataFrame) -> None:
+        stores[study].write_table("results", rows, append=True)
+        finished[study] += 1
+        stores[study].put_progress("running", what="training", done=finished[study],
+                                   total=per_study[study], wall_seconds=time.monotonic() - t0)
+
+    try:
+        with open_executor(args.workers, args.scheduler) as executor:
+            frames = run_studies(plan, executor, progress=not console.quiet, on_rows=on_rows)
+    finally:
+        for store in stores.values():
+            store.close()
     elapsed = time.monotonic() - t0
     executor_name = ("dask" if args.scheduler else
                      f"{args.workers or os.cpu_count()} local processes")
@@ -201,6 +221,11 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
                 "wall_seconds": round(elapsed, 1), "version": __version__}
         (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
         _render(study, df, out)
+        store = RunStore(out)
+        store.write_table("results", df)  # the final rows, in results.csv's order
+        store.put_progress("done", what="training", done=finished[study],
+                           total=per_study[study], wall_seconds=elapsed)
+        store.close()
     return frames
 
 
@@ -223,18 +248,20 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.study != "report":
         out = Path(args.out or f"runs/experiment-{args.study}-{stamp}")
+        console.attach(out)
         df = _run([args.study], setup, about, {args.study: out}, args)[args.study]
-        print(claims_table(args.study, summarise(df)))
-        print(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
+        console.result(claims_table(args.study, summarise(df)))
+        console.result(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
         return 0
     out = Path(args.out or f"runs/report-{stamp}")
+    console.attach(out)
     markdown = Path(args.markdown) if args.markdown else out / "results.md"
     dirs = {study: out / study for study in STUDIES}
     frames = {}
     for study in STUDIES if args.reuse else ():
         df = _reusable(study, about, dirs[study])
         if df is not None:
-            print(f"{study}: reusing {dirs[study] / 'results.csv'}", file=sys.stderr)
+            console.say(f"{study}: reusing {dirs[study] / 'results.csv'}")
             _render(study, df, dirs[study])
             frames[study] = df
     todo = [study for study in STUDIES if study not in frames]
@@ -246,14 +273,14 @@ def run(args: argparse.Namespace) -> int:
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
                         + "\n".join(sections))
-    print(f"report: {markdown}")
+    console.result(f"report: {markdown}")
     return 0
 
 
 def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
     """The command that regenerates this report (file options by name only: no machine paths)."""
     parts = ["hil experiment report", f"--seeds {args.seeds}", f"--epochs {args.epochs}"]
-    if args.fractions != _join(100 * f for f in FAULT_FRACTIONS):
+    if args.fractions != _join(FAULT_FRACTIONS):
         parts.append(f"--fractions {args.fractions}")
     if args.hidden != _join(HIDDEN_SIZES):
         parts.append(f"--hidden {args.hidden}")

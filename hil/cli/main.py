@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from drivers.errors import InstrumentError
 from hil import __version__
+from hil.cli.console import console
 from hil.errors import HilError
 
 # Each module adds its sub-commands with ``register(subparsers)``.
 COMMAND_MODULES = [
     "hil.cli.train", "hil.cli.bench", "hil.cli.characterize", "hil.cli.experiment",
+    "hil.cli.watch",
 ]
 
 
@@ -26,18 +27,53 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in _commands(parser):
+        command.add_argument("--quiet", action="store_true",
+                             help="no progress bars or chatter; results and errors only "
+                             "(log.txt keeps every line)")
+        for action in command._actions:
+            _show_default(action)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that run something (``hil train``, ``hil devices list``, ...)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for a in subs for p in a.choices.values() for leaf in _commands(p)]
+
+
+def _show_default(action: argparse.Action) -> None:
+    """Every option's help ends with its default, or says it is required (flags and options
+    without a default say so too)."""
+    if not action.option_strings or action.help == argparse.SUPPRESS:
+        return
+    action.help = action.help or ""
+    if "default:" in action.help or isinstance(action, argparse._HelpAction):
+        return
+    if action.required:
+        action.help += " (required)"
+    elif isinstance(action, argparse._StoreTrueAction):
+        action.help += " (default: off)"
+    elif action.default is not None:
+        action.help += f" (default: {action.default})"
+    elif not action.required:
+        action.help += " (default: none)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.quiet = bool(getattr(args, "quiet", False))
     try:
         return int(args.run(args) or 0)
     except (HilError, InstrumentError) as exc:
-        print(f"hil: error: {exc}", file=sys.stderr)
+        console.error(f"hil: error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("hil: interrupted", file=sys.stderr)
+        console.error("hil: interrupted")
         return 130
+    finally:
+        console.close()
 

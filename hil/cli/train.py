@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from hil.bench import Bench
 from hil.characterization.registry import flagged_devices
+from hil.cli.console import console
 from hil.errors import HilError
 from hil.faults import MODE_NAMES
-from hil.records import RunStore
+from hil.network import NOTATION
+from hil.pcb import layouts
+from hil.records import ACCURACY, CONDUCTANCE_CDF, CONDUCTANCE_MAPS, RunStore
 from hil.training import plots
 from hil.training.setup import TrainParams, prepare
 from hil.training.trainer import OnlineTrainer
@@ -48,25 +49,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "MAC reads, backprop on the host, updates as SET/RESET pulses. Records go to --out.",
     )
     p.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
-    p.add_argument("--network", default="two", help="single, two, or 65-H-10 (default: two)")
-    p.add_argument("--hidden", type=int, help="hidden neurons of a two-layer network (5-100)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--network", default="two", help=NOTATION)
+    p.add_argument("--hidden", type=int, metavar="N",
+                   help="hidden neurons of a two-layer network (5-100; default: 20)")
+    p.add_argument("--epochs", type=int, default=20, metavar="N",
+                   help="passes over the training images")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the image order, initial devices and simulated failures")
     p.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
-                   help="update rule: mixed-precision accumulator (default) or the paper's rule")
+                   help="update rule: mixed-precision accumulator or the paper's rule")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
-                   help="each device fails with this probability, MIX of them stuck-on "
-                        "(drawn per board from --seed)")
+                   help="simulated bench: each device fails with probability RATE, a fraction "
+                        "MIX of them stuck-on, both fractions 0-1 (e.g. 0.0615:0.5; drawn per "
+                        "board from --seed)")
     g.add_argument("--fault-map", metavar="CSV", help="failed devices: board,row,col,mode")
     p.add_argument("--registry", metavar="PATH", help="device registry to check for flagged "
                    "cells (default: $HIL_REGISTRY, else the user's data directory)")
     p.add_argument("--exclude-flagged", action="store_true",
                    help="train with flagged, unreplaced cells left alone instead of refusing")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                   help="images between checkpoints (and one after every epoch)")
+                   help="images between checkpoints, one more after every epoch")
     p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped")
     p.add_argument("--dry-run", action="store_true",
@@ -76,9 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    say = console.say
     if args.resume:
         store = RunStore(args.resume, create=False)
+        console.attach(store.dir)
         meta = store.meta()
         if "params" not in meta:
             raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
@@ -113,30 +119,60 @@ def run(args: argparse.Namespace) -> int:
         params, say=say, flagged=lambda bench: flagged_cells(bench, params, say))
     if not args.resume:
         store = RunStore(out)  # only once the run can start: a refused start leaves nothing
-    if state is None:
-        store.put_meta(
-            params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
-            bench_file=bench.text, data=trainer.digits.identity(),
-            config=asdict(trainer.cfg),
-            failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
-                            zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
-                                           return_counts=True), strict=True)},
-        )
-    else:
-        trainer.load_state_dict(state)
-        say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
-    with _terminate_as_interrupt(), backend:
-        if trainer.prepared is None:
-            say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
-            done = trainer.prepare_arrays()
-            say(_prepared_words(done))
-            store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
-        _train(store, trainer, params)
-    summary = _finish(store, trainer)
-    print(f"{summary['network']}: test accuracy {100 * summary['test_accuracy']:.2f} % after "
-          f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
-          f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
+        console.attach(store.dir)
+    try:
+        if state is None:
+            store.put_meta(
+                params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+                bench_file=bench.text, data=trainer.digits.identity(),
+                config=asdict(trainer.cfg), kind="train",
+                layout={name: lay.to_json() for name, lay in layouts(bench).items()},
+                failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
+                                zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
+                                               return_counts=True), strict=True)},
+            )
+        else:
+            trainer.load_state_dict(state)
+            say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
+        with _terminate_as_interrupt(), backend:
+            if trainer.prepared is None:
+                store.put_progress("preparing", epoch=0, epochs=params.epochs)
+                say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
+                done = trainer.prepare_arrays()
+                say(_prepared_words(done))
+                store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
+            _train(store, trainer, params)
+        summary = _finish(store, trainer, bench)
+        accuracy = 100 * summary["test_accuracy"]
+        console.result(f"{summary['network']}: test accuracy {accuracy:.2f} % after "
+                       f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
+                       f"{summary['pulses']['reset']} RESET pulses; records in {store.dir}")
+        hint = short_run_hint(summary)
+        if hint:
+            console.result(hint)
+    finally:
+        store.close()  # a finished run leaves no -wal/-shm files
     return 0
+
+
+# Images (epochs x training images) after which the default rule has reached 90 % in every
+# recorded run (README, "Results on the simulated bench": epoch 1 of 3823 images gives 92-93 %).
+ENOUGH_IMAGES = 3000
+
+
+def short_run_hint(summary: dict[str, Any]) -> str | None:
+    """Why a run ended far below what its network reaches, when the cause is its length: the
+    mixed rule's accumulator fires a pulse only once about three device steps of updates have
+    collected, so a short run leaves most devices where preparation put them."""
+    seen = summary["epochs"] * summary["data"]["train"]
+    if summary["test_accuracy"] >= 0.8 or seen >= ENOUGH_IMAGES:
+        return None
+    return (f"note: {100 * summary['test_accuracy']:.0f} % is what {seen} training images give, "
+            f"not a broken bench: the {summary['update']} rule moves a device only after about "
+            f"three conductance steps of updates have collected, and runs reach 90 % only after "
+            f"about {ENOUGH_IMAGES} images (train longer: --epochs "
+            f"{-(-ENOUGH_IMAGES // summary['data']['train'])} or more, or use the UCI split "
+            "with --data)")
 
 
 def _prepared_words(done: dict[str, int]) -> str:
@@ -148,12 +184,27 @@ def _prepared_words(done: dict[str, int]) -> str:
             f"{done['uncancelled']} not (partner stuck too: replace those first)")
 
 
+PROGRESS_EVERY = 1.0  # seconds between progress records for hil watch
+
+
 def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
     n = len(trainer.order)
-    bar = tqdm(total=params.epochs * n, initial=trainer.epoch * n + trainer.position,
-               unit="img", desc="train", dynamic_ncols=True, mininterval=0.5)
+    total = params.epochs * n
+    start = trainer.epoch * n + trainer.position  # a resumed run's rate counts from here
+    bar = console.bar(total=total, initial=start, unit="img", desc="train")
     every = params.checkpoint_every
     t0 = time.monotonic()
+    last = [0.0]
+    test_bar: list[Any] = []
+
+    def progress(phase: str, **extra: Any) -> None:
+        bench_s = getattr(trainer.backend, "bench_seconds", None)
+        store.put_progress(phase, epoch=trainer.epoch + 1, epochs=params.epochs,
+                           images=trainer.epoch * n + trainer.position, total=total,
+                           start_images=start,
+                           wall_seconds=time.monotonic() - t0,
+                           bench_seconds=None if bench_s is None else float(bench_s), **extra)
+        last[0] = time.monotonic()
 
     def on_image(tr: OnlineTrainer) -> None:
         bar.update()
@@ -162,25 +213,42 @@ def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None
                                 f"train acc {tr.correct / tr.position:.3f}", refresh=False)
         if tr.position % every == 0:
             store.save_checkpoint(tr.epoch * n + tr.position, tr.state_dict())
+        if time.monotonic() - last[0] >= PROGRESS_EVERY:
+            progress("training", train_accuracy=tr.correct / tr.position)
+
+    def on_test(done: int, of: int) -> None:
+        if not test_bar:
+            progress("testing", tested=0, test_images=of)
+            test_bar.append(console.bar(total=of, unit="img", leave=False,
+                                        desc=f"test pass, epoch {trainer.epoch + 1}"))
+        test_bar[0].update(done - test_bar[0].n)
+        if time.monotonic() - last[0] >= PROGRESS_EVERY:
+            progress("testing", tested=done, test_images=of)
 
     def on_epoch(tr: OnlineTrainer, rec: dict[str, Any]) -> None:
+        if test_bar:
+            test_bar.pop().close()
         store.add_epoch(rec["epoch"], tr.snapshots(),
                         train_accuracy=rec["train_accuracy"], test_accuracy=rec["test_accuracy"],
                         set_pulses=rec["set_pulses"], reset_pulses=rec["reset_pulses"],
                         device_reads=rec["device_reads"], mac_reads=rec["mac_reads"],
                         wall_seconds=time.monotonic() - t0)
         store.save_checkpoint(tr.epoch * n, tr.state_dict())
-        bar.write(f"epoch {rec['epoch']:>3}: test {100 * rec['test_accuracy']:.2f} %  "
-                  f"train {100 * rec['train_accuracy']:.2f} %  pulses "
-                  f"{rec['set_pulses'] + rec['reset_pulses']}")
+        progress("training")
+        bar.write_line(f"epoch {rec['epoch']:>3}: test {100 * rec['test_accuracy']:.2f} %  "
+                       f"train {100 * rec['train_accuracy']:.2f} %  pulses "
+                       f"{rec['set_pulses'] + rec['reset_pulses']}")
 
     try:
-        trainer.run(on_image=on_image, on_epoch=on_epoch)
+        progress("training")
+        trainer.run(on_image=on_image, on_epoch=on_epoch, on_test=on_test)
     finally:
+        for b in test_bar:
+            b.close()
         bar.close()
 
 
-def _finish(store: RunStore, trainer: OnlineTrainer) -> dict[str, Any]:
+def _finish(store: RunStore, trainer: OnlineTrainer, bench: Bench) -> dict[str, Any]:
     meta = store.meta()
     hist = trainer.history
     counts = trainer.backend.counts
@@ -203,11 +271,18 @@ def _finish(store: RunStore, trainer: OnlineTrainer) -> dict[str, Any]:
     store.write_json("summary.json", summary)
     title = f"{summary['network']} ({summary['update']} rule, seed {summary['seed']})"
     epochs = [h["epoch"] for h in hist]
-    plots.accuracy_plot(store.dir / "accuracy.png", epochs, summary["test_accuracy_per_epoch"],
-                        summary["train_accuracy_per_epoch"], title)
     snaps = trainer.snapshots()
-    plots.conductance_maps(store.dir / "conductance_map.png", snaps, f"after {len(hist)} epochs")
-    plots.conductance_cdf(store.dir / "conductance_cdf.png", snaps, f"after {len(hist)} epochs")
+    lays = layouts(bench)
+    when = f"after {len(hist)} epochs"
+    with console.bar(total=3, unit="plot", desc="plots", leave=False) as bar:
+        plots.accuracy_plot(store.dir / ACCURACY, epochs, summary["test_accuracy_per_epoch"],
+                            summary["train_accuracy_per_epoch"], title)
+        bar.update()
+        plots.conductance_maps(store.dir / CONDUCTANCE_MAPS, snaps, lays, when)
+        bar.update()
+        plots.conductance_cdf(store.dir / CONDUCTANCE_CDF, snaps, when)
+        bar.update()
+    store.put_progress("done", epoch=len(hist), epochs=len(hist))
     return summary
 
 

@@ -233,7 +233,7 @@ class McuEmulator(FaultyLink):
         if cmd == "OPEN" and len(words) == 1:
             if self.table_state == "running":
                 self._stop("fault", "abort")
-            self._switch(None)
+            self._open()
             return ""
         if cmd in ("SEL", "PUL", "MAC"):
             route = self.parse(text)
@@ -275,7 +275,7 @@ class McuEmulator(FaultyLink):
                 if self.table_state == "running" or not self.model.all_open():
                     if self.table_state == "running":
                         self._stop("fault", "abort")
-                    self._switch(None)
+                    self._open()
                     self.watchdog_expired += 1
                 self._fed = time.monotonic()
 
@@ -362,7 +362,7 @@ class McuEmulator(FaultyLink):
         for sp, sr in self.stuck:
             m.bls[sp, sr] = False
         if route.switch_state() != self.read_back():
-            self._switch(None)
+            self._open()
             raise _Refused(7, "switch")
 
     def _compiled(self, route: Route) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -401,11 +401,10 @@ class McuEmulator(FaultyLink):
         return {ids[p]: SwitchState(*(int(v) for v in masks[:, p]))
                 for p in np.flatnonzero(masks.any(axis=0))}
 
-    def _switch(self, route: Route | None) -> None:
-        """Open everything (``None``) as one recorded switch change."""
-        if route is None:
-            self.model.record(self.model.now, "mcu", "switch", "OPEN")
-            self.model.open_all()
+    def _open(self) -> None:
+        """Open every switch, as one recorded switch change."""
+        self.model.record(self.model.now, "mcu", "switch", "OPEN")
+        self.model.open_all()
 
     def _settle(self) -> float:
         return DEFAULT_SETTLE if self.pacing is None else self.pacing.settle_us * 1e-6
@@ -427,10 +426,10 @@ class McuEmulator(FaultyLink):
                 self._stop("fault", "switch")
                 return
             if self.table_state != "running":  # a stray edge during the read-back
-                self._switch(None)
+                self._open()
                 return
             run.window, run.completion = None, None
-            m.advance(m.now + cfg.settle_us * 1e-6, until=self._stray)
+            m.advance(m.now + cfg.settle_us * 1e-6, until=self._stopped)
             if self.table_state != "running":
                 return
             m.record(m.now, "mcu", "settled", route.text if m.timeline is not None else "")
@@ -449,19 +448,19 @@ class McuEmulator(FaultyLink):
             else:
                 end = rise + max(time, tout)
             run.window = None
-            m.advance(end, until=self._stray)
+            m.advance(end, until=self._stopped)
             if self.table_state != "running":
                 return
-        self._switch(None)
+        self._open()
         self.pos = len(self.table)
         self._stop("done", "none")
 
-    def _stray(self) -> bool:
+    def _stopped(self) -> bool:
         return self.table_state != "running"
 
     def _stop(self, state: str, why: str) -> None:
         if state == "fault":
-            self._switch(None)
+            self._open()
         self.table_state, self.run.why, self.run.end = state, why, self.model.now
 
     def edge_in(self, line: int, t: float) -> None:

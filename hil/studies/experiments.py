@@ -33,7 +33,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -250,15 +250,28 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
 
 
 def run_studies(plan: Mapping[str, Sequence[Trial]], executor: Executor,
-                progress: bool = True) -> dict[str, pd.DataFrame]:
-    """``results.csv`` of every study in ``plan``; a training several studies share runs once."""
+                progress: bool = True,
+                on_rows: Callable[[str, pd.DataFrame], None] | None = None
+                ) -> dict[str, pd.DataFrame]:
+    """``results.csv`` of every study in ``plan``; a training several studies share runs once.
+    ``on_rows(study, rows)`` gets each study's rows of a training as soon as it finishes."""
     trainings: dict[Trial, Trial] = {}
     for trials in plan.values():
         for t in trials:
             known = trainings.get(t.training, t)
             trainings[t.training] = replace(known, inject=known.inject or t.inject)
     unique = list(trainings.values())
-    outcomes = dict(zip(trainings, run_trials(unique, executor, progress), strict=True))
+
+    def finished(index: int, outcome: Outcome) -> None:
+        training = unique[index].training
+        for study, trials in plan.items():
+            rows = [r for t in trials if t.training == training
+                    for r in study_rows(study, t, outcome)]
+            if rows:
+                on_rows(study, pd.DataFrame(rows, columns=COLUMNS))
+
+    outcomes = dict(zip(trainings, run_trials(unique, executor, progress,
+                                              finished if on_rows else None), strict=True))
     return {study: pd.DataFrame([r for t in trials
                                  for r in study_rows(study, t, outcomes[t.training])],
                                 columns=COLUMNS)
@@ -270,9 +283,10 @@ def _leave_interrupts_to_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_trials(trials: Sequence[Trial], executor: Executor, progress: bool = True
-               ) -> list[Outcome]:
-    """Run ``trials`` on ``executor`` with a progress bar; outcomes come back in trial order."""
+def run_trials(trials: Sequence[Trial], executor: Executor, progress: bool = True,
+               on_done: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+    """Run ``trials`` on ``executor`` with a progress bar; outcomes come back in trial order,
+    and each to ``on_done(index, outcome)`` as it finishes."""
     outcomes: list[Outcome | None] = [None] * len(trials)
     longest_first = sorted(range(len(trials)), key=lambda i: -trials[i].cost)
     futures = {executor.submit(run_trial, trials[i]): i for i in longest_first}
@@ -280,5 +294,7 @@ def run_trials(trials: Sequence[Trial], executor: Executor, progress: bool = Tru
               disable=not progress) as bar:
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
+            if on_done is not None:
+                on_done(futures[future], outcomes[futures[future]])
             bar.update()
     return outcomes

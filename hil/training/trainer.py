@@ -244,14 +244,21 @@ class OnlineTrainer:
         acts.append(a)
         return acts
 
-    def evaluate(self, batch: int = 512) -> float:
-        """Test accuracy measured through the backend (MAC reads), never host weights."""
+    def evaluate(self, batch: int = 512,
+                 on_test: Callable[[int, int], None] | None = None) -> float:
+        """Test accuracy measured through the backend (MAC reads), never host weights;
+        ``on_test(done, total)`` after each batch of test images (the pass is long on a bench)."""
         hits = 0
-        for i in range(0, len(self.digits.y_test), batch):
+        total = len(self.digits.y_test)
+        if on_test:
+            on_test(0, total)
+        for i in range(0, total, batch):
             part = slice(i, i + batch)
             y = self.forward(self.test_levels[part], self.test_inputs[part])[-1]
             hits += int((y.argmax(1) == self.digits.y_test[i : i + batch]).sum())
-        return hits / len(self.digits.y_test)
+            if on_test:
+                on_test(min(i + batch, total), total)
+        return hits / total
 
     # ---- one image ----------------------------------------------------------------------
 
@@ -356,6 +363,7 @@ class OnlineTrainer:
         self,
         on_image: Callable[[OnlineTrainer], None] | None = None,
         on_epoch: Callable[[OnlineTrainer, dict[str, Any]], None] | None = None,
+        on_test: Callable[[int, int], None] | None = None,
     ) -> list[dict[str, Any]]:
         if self.prepared is None:
             self.prepare_arrays()
@@ -373,7 +381,7 @@ class OnlineTrainer:
             record = {
                 "epoch": self.epoch + 1,
                 "train_accuracy": self.correct / len(self.order),
-                "test_accuracy": self.evaluate(),
+                "test_accuracy": self.evaluate(on_test=on_test),
                 **self.backend.counts.as_dict(),
             }
             self.history.append(record)

@@ -1,0 +1,1 @@
+"""``hil watch``: a local page that follows a run while it is written and after it ends."""
