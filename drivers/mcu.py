@@ -632,33 +632,39 @@ class MuxController:
         self.pace(pacing)
         self._verified = None
         n = len(self._table)
-        duration = pacing.seconds(n)
-        budget = self.run_budget(pacing, n)
-        deadline = time.monotonic() + budget
-        self.transact("TBL RUN", timeout=budget)
-        status = self.table_status(max(self.timeout, deadline - time.monotonic()))
-        if status.state == "running" and duration > 1e-3:
+        duration, lasts = pacing.seconds(n), self.run_allowance(pacing, n)
+        budget = lasts + (self.retries + 1) * self.timeout
+        started = time.monotonic()
+        run_end, deadline = started + lasts, started + budget
+
+        def status() -> TableStatus:  # a reply may come as late as the run's end
+            return self.table_status(self.timeout + max(0.0, run_end - time.monotonic()))
+
+        self.transact("TBL RUN", timeout=self.timeout + lasts)
+        state = status()
+        if state.state == "running" and duration > 1e-3:
             time.sleep(duration)  # the shortest the run can take
-            status = self.table_status(max(self.timeout, deadline - time.monotonic()))
-        while status.state == "running":
+            state = status()
+        while state.state == "running":
             if time.monotonic() > deadline:
                 self._force_open()
-                raise RouteError(self.name, f"table still running at entry {status.pos} of "
+                raise RouteError(self.name, f"table still running at entry {state.pos} of "
                                  f"{n} after {budget:.3g} s; switches opened")
             time.sleep(min(0.01, duration / 10))
-            status = self.table_status(max(self.timeout, deadline - time.monotonic()))
-        problem = status.problem(expected_edges)
+            state = status()
+        problem = state.problem(expected_edges)
         if problem is not None:
             self._force_open()
             raise RouteError(self.name, f"{problem}; batch discarded, switches opened")
-        return status
+        return state
 
-    def run_budget(self, pacing: Pacing, entries: int) -> float:
-        """Seconds the host waits for a run of ``entries``, each reply included: the run's
-        expected duration twice, :data:`ENTRY_ALLOWANCE` per entry and one link timeout. A
-        fixed reply timeout would fail a long table on an MCU that answers late while it
-        paces."""
-        return self.timeout + 2 * pacing.seconds(entries) + entries * ENTRY_ALLOWANCE
+    def run_allowance(self, pacing: Pacing, entries: int) -> float:
+        """Seconds a run of ``entries`` may last: its expected duration twice and
+        :data:`ENTRY_ALLOWANCE` per entry. Replies to ``TBL RUN`` and ``TBL STAT`` are awaited
+        until then plus one link timeout (a fixed reply timeout would fail a long table on an
+        MCU that answers late while it paces), and the host gives up on a run still going one
+        retransmission cycle of the link after it."""
+        return 2 * pacing.seconds(entries) + entries * ENTRY_ALLOWANCE
 
     def table_status(self, timeout: float | None = None) -> TableStatus:
         """``TBL STAT``, its reply awaited ``timeout`` s (default: the link's)."""

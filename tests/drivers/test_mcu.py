@@ -263,7 +263,7 @@ def test_a_run_is_waited_for_as_long_as_it_lasts_not_a_fixed_reply_timeout(mcu_l
         x(6, "TBL STAT", DONE6),
     ])
     mcu.load_table(routes)
-    assert mcu.run_budget(slow, 6) > 2 * slow.seconds(6) > 0.5
+    assert mcu.run_allowance(slow, 6) > 2 * slow.seconds(6) > 0.5
     assert mcu.run_table(slow, 6).during == 6
     assert mcu.stats.attempts == mcu.stats.frames and mcu.stats.timeouts == 0
 
