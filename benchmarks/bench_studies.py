@@ -1,7 +1,8 @@
 """Time the three studies as the README's results are made (target: under 10 minutes on 2 cores).
 
-    python benchmarks/bench_studies.py [--seeds 3] [--epochs 20] [--workers 2] [--out DIR]
-    python benchmarks/bench_studies.py --short   # 1 seed, 1 epoch, 1 worker: that it still runs
+    python benchmarks/bench_studies.py [--seeds 3] [--epochs 20] [--repair-epochs 2]
+                                       [--workers 2] [--out DIR]
+    python benchmarks/bench_studies.py --short   # 1 seed, 1 epoch, 1 worker: that it runs
 
 Runs ``hil experiment report`` (curves, faults, hidden: their trainings run together, shared where
 the studies overlap) with local worker processes and prints the wall time and the CPU time its
@@ -34,18 +35,21 @@ def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="3")
     p.add_argument("--epochs", default="20")
+    p.add_argument("--repair-epochs", default="2", help="faults study repairs (as the README's)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--data", help="UCI optdigits directory (default: $HIL_OPTDIGITS_DIR)")
     p.add_argument("--out", help="keep the results here (default: a temporary directory)")
     p.add_argument("--short", action="store_true",
-                   help="1 seed, 1 epoch, 1 worker: checks the benchmark runs, measures nothing")
+                   help="1 seed, 1 epoch, 1 worker, 1 repair epoch: checks the benchmark runs, "
+                   "measures nothing")
     args = p.parse_args(argv)
     if args.short:
-        args.seeds, args.epochs, args.workers = "1", "1", 1
+        args.seeds, args.epochs, args.workers, args.repair_epochs = "1", "1", 1, "1"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         cmd = ["experiment", "report", "--seeds", args.seeds, "--epochs", args.epochs,
-               "--workers", str(args.workers), "--out", str(out)]
+               "--repair-epochs", args.repair_epochs, "--workers", str(args.workers),
+               "--out", str(out)]
         if args.data:
             cmd += ["--data", args.data]
         cpu0, t0 = _children_cpu(), time.monotonic()

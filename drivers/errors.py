@@ -19,6 +19,14 @@ class InstrumentConnectionError(InstrumentError):
     """Nothing answers at the resource (refused, unreachable, no such port)."""
 
 
+class VisaLibraryError(InstrumentError):
+    """The VISA library a bench names cannot be loaded; the message says what to install."""
+
+    def __init__(self, library: str, problem: str) -> None:
+        super().__init__(f"VISA library {library!r}", problem)
+        self.library = library
+
+
 class InstrumentTimeoutError(InstrumentError):
     """The instrument did not answer within its timeout."""
 

@@ -396,6 +396,7 @@ class MuxController:
             port.timeout = timeout
         self.port = port
         self.stats = LinkStats()
+        self.last_line = b""  # the last line received, valid or not: what answers on the port
         self._seq = -1
         self._verified: Route | None = None
         self._table: tuple[Route, ...] | None = None
@@ -503,6 +504,7 @@ class MuxController:
             except (serial.SerialException, OSError) as exc:
                 raise InstrumentConnectionError(self.name, f"read failed: {exc}") from exc
             self.stats.bytes_in += len(line)
+            self.last_line = line or self.last_line
             if not line.endswith(b"\n"):
                 self.stats.timeouts += 1
                 return _Failure("timeout" if not line else f"partial reply {line!r}")

@@ -32,9 +32,11 @@ from drivers.errors import (
     InstrumentTimeoutError,
     LimitError,
     SCPIError,
+    VisaLibraryError,
 )
 
 TERMINATION = "\n"
+DEFAULT_VISA_LIBRARY = "@py"  # pyvisa-py: pure Python, installed with the suite
 
 Validator = Callable[["SCPIInstrument", Any], Any]
 """``(instrument, value) -> value``; raises :class:`LimitError` naming the instrument."""
@@ -50,6 +52,61 @@ class Resource(Protocol):
     def write(self, message: str) -> Any: ...
     def read(self) -> str: ...
     def close(self) -> None: ...
+
+
+def resource_manager(visa_library: str = DEFAULT_VISA_LIBRARY) -> Any:
+    """pyvisa's resource manager on ``visa_library`` (``@py``, ``@ivi``, a wrapper ``@name`` or
+    the path of a VISA shared library).
+
+    A library that cannot be loaded is a :class:`VisaLibraryError` that names it and says what
+    to install, instead of pyvisa's several exception types and multi-line messages."""
+    import pyvisa
+
+    try:
+        return pyvisa.ResourceManager(visa_library)
+    except (pyvisa.Error, OSError, ValueError) as exc:
+        raise VisaLibraryError(visa_library, f"cannot be loaded ({_one_line(exc)}); "
+                               f"{library_hint(visa_library)}") from exc
+
+
+def library_hint(visa_library: str) -> str:
+    """What to install (or set) so that ``visa_library`` loads."""
+    if visa_library == "@py":
+        return "install pyvisa-py (pip install pyvisa-py)"
+    if visa_library.startswith("@") and visa_library != "@ivi":
+        return f"install its wrapper (pip install pyvisa-{visa_library[1:]})"
+    where = "" if visa_library == "@ivi" else ", or correct the library path"
+    return ("install a VISA implementation (NI-VISA or Keysight IO Libraries Suite)"
+            f"{where}, or set visa_library = \"@py\" (pyvisa-py, installed with the suite)")
+
+
+_EXTRAS = {  # resource prefix: (what pyvisa-py's message names, what the suite's extra brings)
+    "USB": ("PyUSB", "pyvisa-py needs PyUSB and libusb for USB-TMC: pip install "
+            "'memristor-hil[usb]'"),
+    "GPIB": ("gpib-ctypes", "pyvisa-py needs gpib-ctypes and a GPIB driver (linux-gpib, "
+             "NI-488.2) for GPIB: pip install 'memristor-hil[gpib]'"),
+}
+
+
+def open_resource(rm: Any, resource_name: str, label: str, timeout: float) -> Resource:
+    """``rm.open_resource`` with the suite's terminations and timeout; a failure is an
+    :class:`InstrumentConnectionError` naming the resource, and, when pyvisa-py lacks the
+    package a connection needs, the suite's extra that installs it."""
+    import pyvisa
+
+    try:
+        return rm.open_resource(resource_name, read_termination=TERMINATION,
+                                write_termination=TERMINATION, timeout=timeout * 1000.0)
+    except (pyvisa.Error, OSError, ValueError) as exc:
+        problem = _one_line(exc)
+        for prefix, (needle, hint) in _EXTRAS.items():
+            if resource_name.upper().startswith(prefix) and needle in problem:
+                problem = hint
+        raise InstrumentConnectionError(label, f"cannot open {resource_name}: {problem}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def format_number(value: float | int) -> str:
@@ -215,24 +272,14 @@ class SCPIInstrument:
         resource_name: str,
         *,
         name: str | None = None,
-        visa_library: str = "@py",
+        visa_library: str = DEFAULT_VISA_LIBRARY,
         timeout: float = 2.0,
         **kwargs: Any,
     ) -> SCPIInstrument:
-        """Open ``resource_name`` (e.g. ``TCPIP::127.0.0.1::5025::SOCKET``) through pyvisa."""
-        import pyvisa
-
+        """Open ``resource_name`` (e.g. ``TCPIP::127.0.0.1::5025::SOCKET``) through pyvisa on
+        ``visa_library``."""
         label = name or f"{cls.MODEL} at {resource_name}"
-        try:
-            rm = pyvisa.ResourceManager(visa_library)
-            resource = rm.open_resource(
-                resource_name,
-                read_termination=TERMINATION,
-                write_termination=TERMINATION,
-                timeout=timeout * 1000.0,
-            )
-        except (pyvisa.Error, OSError, ValueError) as exc:
-            raise InstrumentConnectionError(label, f"cannot open {resource_name}: {exc}") from exc
+        resource = open_resource(resource_manager(visa_library), resource_name, label, timeout)
         try:
             return cls(resource, name=label, timeout=timeout, **kwargs)
         except BaseException:

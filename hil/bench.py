@@ -12,6 +12,7 @@ PCB's labels (board id, rows 1-12, columns 1-10).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import tomllib
 from collections.abc import Callable
@@ -63,6 +64,7 @@ SCHEMA: dict[str, Schema] = {
     "bench": {
         "name": (str, None, "bench"),
         "backend": (str, _one_of("sim", "instruments"), "sim"),
+        "emulated": (bool, None, False),  # instruments served by ``hil bench serve``
     },
     "boards": {
         "ids": (list, None, None),
@@ -203,6 +205,20 @@ class Bench:
     # a bench made ``for_network``: every board of the bench it was made from, so a board
     # outside the network can be told apart from one the bench does not have
     whole_board_ids: tuple[int, ...] = ()
+    emulated: bool = False
+
+    @property
+    def real(self) -> bool:
+        """Real instruments: the only bench whose devices the lab's registry is about."""
+        return self.backend == "instruments" and not self.emulated
+
+    @property
+    def identity(self) -> str:
+        """The bench as the device registry keys it: its name, and for a bench that is not
+        real the kind of bench, so simulated or emulated devices never stand for real ones."""
+        if self.real:
+            return self.name
+        return f"{self.name} ({'emulated' if self.backend == 'instruments' else 'simulated'})"
 
     @property
     def n_devices(self) -> int:
@@ -414,6 +430,7 @@ def parse_bench(
         sim=sim,
         raw=raw,
         text=text,
+        emulated=sec["bench"]["emulated"],
     )
 
 
@@ -470,3 +487,55 @@ def _parse_networks(table: Any, path: str, arrays: dict[str, ArraySpec]) -> dict
                 raise BenchFileError(path, f"networks.{name}", f"unknown array {n!r}")
         out[name] = tuple(names)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# writing bench files
+
+
+def standalone_tables(bench: Bench, base: Path | None = None) -> dict[str, Any]:
+    """The bench file's tables (copied), with the board map and response curves made absolute
+    paths, so a file derived from it works from any directory. ``base`` is the directory the
+    bench file was read from (``None``: the shipped data)."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in bench.raw.items()}
+    boards = raw.get("boards", {})
+    raw["boards"] = {**boards, "map": str(_resolve(base, boards.get("map", "board-map.csv")))}
+    raw["sim"] = {**raw.get("sim", {}), "curves": str(bench.sim.curves)}
+    return raw
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text of a bench dictionary (tables of scalars and lists, one nesting level for
+    ``[arrays.NAME]``)."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        subtables = {}
+        for key, value in body.items():
+            if isinstance(value, dict):
+                subtables[key] = value
+            else:
+                lines.append(f"{key} = {toml_value(value)}")
+        lines.append("")
+        for key, value in subtables.items():
+            table(f"{name}.{key}", value)
+
+    for name, body in data.items():
+        table(name, body)
+    return "\n".join(lines)
+
+
+def toml_value(v: Any) -> str:
+    """One value as TOML text."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")

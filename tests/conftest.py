@@ -5,19 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from sklearn.datasets import load_digits as sk_load
 
-
-def write_optdigits(directory: Path, n_train: int, n_test: int) -> Path:
-    ds = sk_load()
-    rows = np.hstack([ds.data.astype(int), ds.target[:, None]])
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, part in (("optdigits.tra", rows[:n_train]),
-                       ("optdigits.tes", rows[n_train:n_train + n_test])):
-        (directory / name).write_text("\n".join(",".join(map(str, r)) for r in part) + "\n")
-    return directory
+from hil.training.data import write_subset as write_optdigits  # noqa: F401 (tests import it)
 
 
 @pytest.fixture(autouse=True)

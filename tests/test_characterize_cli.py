@@ -108,12 +108,14 @@ def test_replacement_list_fabric_fault_and_re_characterisation(scenario, capsys)
     (["--cells", "1:1:1"], "expected ROW:COL items"),
     (["--replaced"], "no replaced cells waiting"),
     (["--failures", "2"], "--failures '2'"),
+    (["--seed", "-1"], "--seed -1"),
 ])
 def test_operator_errors_are_one_line(scenario, capsys, argv, problem):
     tmp, opts = scenario
     assert main(["characterize", *argv, "--registry", opts[-1], "--out", str(tmp / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert problem in err and len(err.splitlines()) == 1
+    assert not (tmp / "r").exists(), "a refused start leaves no run behind"
 
 
 def test_cells_selection(scenario):

@@ -453,7 +453,8 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path, requ
     firmware = str(request.getfixturevalue("firmware_host")) if mcu == "firmware" else None
     timeline = tmp_path / "timeline.csv"
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None, mcu_firmware=firmware, timeline=str(timeline))
+                              seed=None, port=None, mcu_firmware=firmware,
+                              timeline=str(timeline))
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:

@@ -77,7 +77,8 @@ def test_lost_weights_are_whole_pairs_and_the_same_fraction(digits_dir):
     seen = []
     set_modes = backend.set_modes
     backend.set_modes = lambda modes: (seen.append(modes.copy()), set_modes(modes))
-    out = inject_faults(trainer, seed=1, fractions=(0.15,))  # 195 devices, 98 pairs
+    out, repairs = inject_faults(trainer, seed=1, fractions=(0.15,))  # 195 devices, 98 pairs
+    assert repairs == ()
     assert [m for m, _, _ in out] == ["stuck_off", "stuck_on", "pair_off"]
     layer = trainer.layers[0].devices
     off, _, pairs = (modes[layer] == STUCK_OFF for modes in seen)
@@ -95,6 +96,29 @@ def test_dropped_weights_are_the_fp32_network_losing_weights(digits_dir):
     assert trained == fp32_accuracy(digits, weights) > 0.5
     assert none == pytest.approx((digits.y_test == 0).mean()), "no weights: every output tanh(0)"
     assert some < trained
+
+
+def test_repair_epochs_add_repaired_rows_and_change_nothing_else(digits_dir, faults_out,
+                                                                 tmp_path):
+    df = run_faults(digits_dir, tmp_path, "--seeds", "1", "--repair-epochs", "1",
+                    "--workers", "1")
+    plain = pd.read_csv(faults_out / "results.csv")
+    assert df[~df["mode"].str.endswith("_repaired")].reset_index(drop=True).equals(
+        plain[plain["seed"] == 0].reset_index(drop=True)), "the repair runs on a copy"
+    fixed = df[df["mode"].str.endswith("_repaired")].set_index(["network", "mode", "p"])
+    assert len(fixed) == 2 * 2 * 2 and list(df.columns) == COLUMNS
+    broken = df.set_index(["network", "mode", "p"])["test_accuracy"]
+    for net, gain in (("single", 0.3), ("two", 0.1)):  # two layers barely learn on 300 images
+        assert fixed.loc[(net, "stuck_on_repaired", 0.2), "epoch"] == 3, "2 trained + 1 repair"
+        assert fixed.loc[(net, "stuck_on_repaired", 0.2), "test_accuracy"] > broken[
+            (net, "stuck_on", 0.2)] + gain
+        assert fixed.loc[(net, "stuck_off_repaired", 0.0), "epoch"] == 2, "nothing to repair"
+    costs = pd.read_csv(tmp_path / "repairs.csv")
+    healthy = costs[costs["p"] == 0]
+    assert (healthy["written_off"] == 0).all() and (healthy["tune_pulses"] == 0).all()
+    assert (costs.loc[costs["p"] > 0, "written_off"] > 0).all()
+    text = (tmp_path / "results.md").read_text()
+    assert "two layers, stuck-off, 20 %" in text and "pulses: test + cancel + fine-tune" in text
 
 
 def test_same_results_when_run_again(digits_dir, faults_out, tmp_path):
@@ -187,6 +211,23 @@ def test_device_curves_drive_the_simulator(digits_dir, tmp_path):
     assert not default["test_accuracy"].equals(half["test_accuracy"])
     meta = (tmp_path / "half/study.json").read_text()
     assert '"file": "half.csv"' in meta and str(tmp_path) not in meta
+
+
+def test_an_existing_or_unwritable_out_is_refused_before_any_trial(digits_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    def no_trials(*a, **k):
+        raise AssertionError("a trial ran")
+
+    monkeypatch.setattr("hil.cli.experiment.run_studies", no_trials)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.csv").write_text("kept")
+    (tmp_path / "file").write_text("x")
+    for out, words in ((tmp_path / "old", "is not empty"),
+                       (tmp_path / "file" / "out", "not a directory")):
+        assert main([*FAULTS, "--data", str(digits_dir), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.startswith("hil: error:") and err.count("\n") == 1
+    assert (tmp_path / "old" / "results.csv").read_text() == "kept"
 
 
 def test_hil_watch_follows_a_study_as_its_trainings_finish(faults_out):

@@ -26,9 +26,11 @@ from hil.backends.base import RESET, SET
 from hil.backends.factory import make_backend
 from hil.backends.sequencer import Sequencer
 from hil.bench import load_bench, parse_bench
+from hil.characterization.registry import Registry
 from hil.cli import main
 from hil.emulator import EmulatedBench
-from hil.faults import STUCK_ON
+from hil.faults import OPEN, STUCK_ON
+from hil.records import RunStore
 from tests.conftest import write_optdigits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +168,8 @@ def test_close_leaves_outputs_off_and_switches_open(emu, tmp_path):
 
 def test_bench_check_reports_and_refuses_wrong_or_missing_instruments(emu, tmp_path, capsys):
     good = bench_file(emu, tmp_path / "good.toml")
+    with emu.model.lock:  # left armed by a run killed mid-pulse: check disarms it first
+        emu.mcu.table, emu.mcu.table_state, emu.mcu.pos = [], "armed", 0
     assert main(["bench", "check", "--bench", str(good)]) == 0
     out = capsys.readouterr().out
     assert "switch read-back verified on 40 boards" in out
@@ -293,3 +297,45 @@ def test_killed_training_leaves_every_switch_open_within_the_watchdog_time(emu, 
     assert emu.model.now - killed_at <= watchdog, "within the watchdog time of the kill"
     emu.generator.handle("OUTP OFF")  # what the killed host could not do
     emu.smu.handle(":OUTP OFF")
+
+
+def test_repair_through_the_drivers_finds_devices_failed_after_training(tiny_data, tmp_path,
+                                                                        capsys):
+    """Devices fail in the emulated arrays after a short training; ``hil repair`` finds them
+    through the drivers, records them, leaves a healthy device that moved in service and never
+    pulses the failed ones while fine-tuning."""
+    bench = load_bench()
+    run_dir = tmp_path / "run"
+    with EmulatedBench(bench, seed=5) as emu:
+        path = bench_file(emu, tmp_path / "emu.toml")
+        assert main(["train", "--bench", str(path), "--data", str(tiny_data), "--epochs", "1",
+                     "--network", "single", "--out", str(run_dir)]) == 0
+        cells = bench.array_devices("single").ravel()
+        pick = np.random.default_rng(1).permutation(cells)
+        failed, opened, drifted = pick[:6], pick[6:8], pick[8:10]
+        sim = emu.model.sim
+        with emu.model.lock:
+            sim.g[drifted] = 40.0  # healthy devices that moved since training
+            modes = sim.mode.copy()
+            modes[failed], modes[opened] = STUCK_ON, OPEN
+            sim.set_modes(modes)
+        since = len(emu.pulses)
+        capsys.readouterr()
+        assert main(["repair", str(run_dir), "--epochs", "1",
+                     "--registry", os.environ["HIL_REGISTRY"]]) == 0
+        assert emu.is_safe()
+        out = capsys.readouterr()
+        tested = {d for p in emu.pulses[since:] if round(abs(p.voltage), 3) == 1.8
+                  for d in p.devices}
+        tuned = {d for p in emu.pulses[since:] if round(abs(p.voltage), 3) == 1.6
+                 for d in p.devices}
+    assert "found 2 open, 6 stuck-on" in out.err, out.err
+    assert {*failed, *opened, *drifted} <= tested and len(tested) < 20, "a short test only"
+    assert tuned and not tuned & {*failed, *opened}, "failed devices are never pulsed again"
+    with Registry(os.environ["HIL_REGISTRY"]) as reg:
+        flagged = reg.flagged(load_bench(path))
+    assert sorted(flagged["device"]) == sorted([*failed, *opened])
+    store = RunStore(run_dir, create=False)
+    assert list(store.epochs()["epoch"]) == [1, 2], "the repair is the run's second epoch"
+    repairs = store.read_table("repairs")
+    assert repairs.loc[0, ["written_off", "cancelled", "epochs"]].tolist() == [8, 6, 1]

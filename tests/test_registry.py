@@ -20,7 +20,7 @@ def test_record_replace_and_history(bench, tmp_path):
     modes = np.full(CELLS, "ok", dtype=object)
     modes[0] = "stuck_on"  # board 1 (1,1): chip 1 pad 1
     modes[5] = "open"  # (1,6): chip 3 pad 2
-    with Registry(tmp_path / "reg.sqlite") as reg:
+    with Registry(tmp_path / "reg.sqlite", create=True) as reg:
         reg.record(bench, devices, modes, np.full(CELLS, 40), run="run1", time="2024-01-01T00:00")
         reg.record(bench, devices, modes, np.full(CELLS, 40), run="run2", time="2024-01-02T00:00")
         census = reg.census(bench)
@@ -56,7 +56,7 @@ def test_record_replace_and_history(bench, tmp_path):
 
 
 def test_pad_replacement_and_errors(bench, tmp_path):
-    with Registry(tmp_path / "reg.sqlite") as reg:
+    with Registry(tmp_path / "reg.sqlite", create=True) as reg:
         one = reg.replace(bench, 2, 7, pad=3)
         assert one[["row", "col", "chip", "pad"]].values.tolist() == [[4, 4, 7, 3]]
         with pytest.raises(HilError, match="board 99 is not on bench"):
@@ -66,7 +66,7 @@ def test_pad_replacement_and_errors(bench, tmp_path):
 
 
 def test_pulses_from_training_accumulate(bench, tmp_path):
-    with Registry(tmp_path / "reg.sqlite") as reg:
+    with Registry(tmp_path / "reg.sqlite", create=True) as reg:
         reg.add_pulses(bench, np.array([3, 4]), np.array([10, 0]))
         reg.add_pulses(bench, np.array([3]), np.array([5]))
         census = reg.census(bench)
@@ -75,10 +75,12 @@ def test_pulses_from_training_accumulate(bench, tmp_path):
 
 def test_flagged_devices_for_the_trainer(bench, tmp_path):
     missing = tmp_path / "none.sqlite"
-    assert flagged_devices(bench, missing).empty
+    with pytest.raises(HilError, match="no device registry there"):
+        flagged_devices(bench, missing)  # a misspelt path is not an empty registry
     assert not missing.exists()  # asking does not create a registry
+    assert flagged_devices(bench).empty  # the default one, not there yet: nothing is flagged
     path = tmp_path / "reg.sqlite"
-    with Registry(path) as reg:
+    with Registry(path, create=True) as reg:
         devices = np.array([0, CELLS + 5, 39 * CELLS + 119])
         reg.record(bench, devices, np.array(["stuck_off", "fabric", "ok"]), np.zeros(3), "r")
     flagged = flagged_devices(bench, path)
@@ -87,7 +89,7 @@ def test_flagged_devices_for_the_trainer(bench, tmp_path):
     # a bench holding only some of the boards sees only its own flagged cells, at its indices
     network = bench.for_network("two", [(65, 40), (21, 20)])
     assert flagged_devices(network, path).empty
-    with Registry(path) as reg:
+    with Registry(path, create=True) as reg:
         reg.record(bench, np.array([13 * CELLS + 11]), np.array(["stuck_on"]), np.zeros(1), "r")
     assert flagged_devices(network, path)["device"].tolist() == [CELLS + 11]  # board 14 (2,2)
 

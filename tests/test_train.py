@@ -35,7 +35,7 @@ def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, smal
     while time.monotonic() < deadline:  # kill as soon as a checkpoint inside an epoch exists
         time.sleep(0.01)
         if store_db.exists():
-            row = RunStore(tmp_path / "killed", create=False).db.execute(
+            row = RunStore(tmp_path / "killed").db.execute(
                 "SELECT images FROM checkpoint").fetchone()
             if row and row[0] % 300:
                 break
@@ -46,8 +46,8 @@ def test_resume_after_kill_ends_exactly_like_an_uninterrupted_run(tmp_path, smal
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert resumed == whole
-    a = RunStore(tmp_path / "whole", create=False)
-    b = RunStore(tmp_path / "killed", create=False)
+    a = RunStore(tmp_path / "whole")
+    b = RunStore(tmp_path / "killed")
     assert np.array_equal(a.snapshot(40, "hidden"), b.snapshot(40, "hidden"))
 
 
@@ -65,7 +65,7 @@ def test_a_run_stopped_before_or_after_preparing_resumes_exactly(tmp_path, small
     with monkeypatch.context() as m:
         m.setattr(target, stop_in, interrupted)
         assert main(["train", *common, "--out", str(tmp_path / "stopped")]) == 130
-    store = RunStore(tmp_path / "stopped", create=False)
+    store = RunStore(tmp_path / "stopped")
     assert (store.load_checkpoint() is None) == (stop_in == "prepare_arrays")
     assert main(["train", "--resume", str(tmp_path / "stopped")]) == 0
     whole, resumed = (json.loads((tmp_path / d / "summary.json").read_text())
@@ -77,7 +77,7 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(tmp_path, small_d
     run = tmp_path / "r"
     assert main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
                  "--out", str(run)]) == 0
-    store = RunStore(run, create=False)
+    store = RunStore(run)
     state = store.load_checkpoint()
     del state["format"]
     store.save_checkpoint(0, state)
@@ -99,7 +99,7 @@ def test_run_records_summary_plots_and_database(tmp_path, small_data):
     assert s["data"] == {"name": "uci-optdigits", "train": 300, "test": 200}
     for png in ("accuracy.png", "conductance-maps.png", "conductance-cdf.png"):
         assert (out / png).stat().st_size > 1000
-    store = RunStore(out, create=False)
+    store = RunStore(out)
     ep = store.epochs()
     assert ep["epoch"].tolist() == [1, 2]
     assert ep["test_accuracy"].tolist() == s["test_accuracy_per_epoch"]
@@ -210,7 +210,7 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, small_data):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and b"Traceback" not in err
-    assert RunStore(out, create=False).load_checkpoint() is not None
+    assert RunStore(out).load_checkpoint() is not None
 
 
 def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_data, capsys):
@@ -220,7 +220,7 @@ def test_training_refuses_flagged_cells_or_leaves_them_alone(tmp_path, small_dat
     bench, _, _ = prepare(TrainParams(network="single", data=str(small_data)),
                           say=lambda m: None)
     bad = bench.devices(np.array([3, 3]), np.array([2, 7]), np.array([4, 9]))
-    with Registry(reg) as r:
+    with Registry(reg, create=True) as r:
         r.record(bench, bad, np.array(["stuck_on", "stuck_off"]), np.zeros(2), run="t")
     rc = main(["train", "--network", "single", "--epochs", "1", "--data", str(small_data),
                "--registry", str(reg), "--out", str(tmp_path / "refused")])

@@ -75,7 +75,7 @@ def test_map_hover_gives_the_pcb_labels_of_every_cell(finished):
 
 
 def test_a_run_being_written_is_training_then_interrupted_when_it_stops(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore.create(tmp_path / "run")
     store.put_meta(kind="train", network="65-10", params={"epochs": 3})
     store.put_progress("training", epoch=1, epochs=3, images=100, total=900, start_images=0,
                        wall_seconds=10.0, bench_seconds=50.0)
@@ -92,7 +92,7 @@ def test_a_run_being_written_is_training_then_interrupted_when_it_stops(tmp_path
 
 
 def test_a_state_the_run_recorded_wins_over_the_inferred_one(tmp_path):
-    store = RunStore(tmp_path / "run")
+    store = RunStore.create(tmp_path / "run")
     store.put_meta(kind="train", state="failed")
     store.put_progress("training", images=1, total=2)
     assert read_run(tmp_path / "run").state == "failed"
@@ -119,7 +119,7 @@ def test_the_page_loads_nothing_from_the_internet(tmp_path):
 
 def test_reading_never_blocks_the_writer(tmp_path):
     """A reader in the middle of a read transaction does not stop the run committing."""
-    store = RunStore(tmp_path / "run")
+    store = RunStore.create(tmp_path / "run")
     store.put_meta(kind="train")
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     reader = sqlite3.connect(f"{(tmp_path / 'run' / 'run.sqlite').as_uri()}?mode=ro", uri=True)

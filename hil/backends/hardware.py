@@ -19,6 +19,7 @@ still has a bench clock for ``hil train --dry-run``.
     mcu_boot_wait = 2.0                 # s after opening the port (boards that reset on DTR)
     mcu_max_frame = 256                 # bytes: longest frame sent (table uploads are split)
     timeout = 2.0                       # s, per instrument exchange
+    visa_library = "@py"                # pyvisa-py; "@ivi" for an installed NI or Keysight VISA
 
 ``[wiring]`` says which trigger line goes where (``docs/timing.md``); the MCU paces every table,
 raising one of its TRIG OUT lines per entry::
@@ -53,6 +54,7 @@ import numpy as np
 
 from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.mcu import Pacing
+from drivers.scpi import DEFAULT_VISA_LIBRARY
 from hil.bench import EXTRA_SECTIONS, Bench, Schema, _check_section
 from hil.errors import BenchFileError
 
@@ -87,6 +89,8 @@ INSTRUMENTS_SCHEMA: Schema = {
     "mcu_boot_wait": (_NUM, lambda v: None if 0 <= v <= 10 else "must be in [0, 10] s", 2.0),
     "mcu_max_frame": (int, lambda v: None if 64 <= v <= 4096 else "must be in 64..4096", 256),
     "timeout": (_NUM, _pos, 2.0),
+    "visa_library": (str, lambda v: None if v.strip() else "must not be empty",
+                     DEFAULT_VISA_LIBRARY),
 }
 
 
@@ -147,6 +151,7 @@ class InstrumentsConfig:
     mcu_boot_wait: float
     mcu_max_frame: int
     timeout: float
+    visa_library: str
 
 
 SMU_LINES = {"2450": range(1, 7), "B2900": range(1, 15)}  # digital I/O lines / rear EXT pins
@@ -231,6 +236,19 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 
 def instruments_config(bench: Bench) -> InstrumentsConfig:
     return _build(InstrumentsConfig, _section(bench, "instruments"))
+
+
+def required_instruments(bench: Bench) -> InstrumentsConfig:
+    """``[instruments]`` of a bench about to open its instruments: every address given.
+
+    An empty address is what ``hil bench discover`` writes when it found none, or several, of a
+    kind; the run stops here, naming the key, until the operator has chosen."""
+    cfg = instruments_config(bench)
+    for key in ("generator_resource", "smu_resource", "mcu_port"):
+        if not getattr(cfg, key).strip():
+            raise BenchFileError(bench.path, f"instruments.{key}", "missing (hil bench discover "
+                                 "lists what answers; the comments beside it name candidates)")
+    return cfg
 
 
 def wiring(bench: Bench) -> Wiring:

@@ -39,6 +39,7 @@ from hil.backends.hardware import (
     pulse_pacing,
     read_pacing,
     require_wiring,
+    required_instruments,
     smu_nplc,
 )
 from hil.backends.sequencer import MacTx, PulseTx, ReadTx, Sequencer, Transaction
@@ -57,22 +58,18 @@ class Instruments:
     off and opens every switch, trying each even if another fails."""
 
     def __init__(self, bench: Bench) -> None:
-        cfg = instruments_config(bench)
+        cfg = required_instruments(bench)
         lim = bench.limits
-        for key in ("generator_resource", "smu_resource", "mcu_port"):
-            if not getattr(cfg, key):
-                from hil.errors import BenchFileError
-
-                raise BenchFileError(bench.path, f"instruments.{key}", "missing")
         with contextlib.ExitStack() as stack:
             self.generator = PULSE_GENERATORS[cfg.generator_model].open(
                 cfg.generator_resource, model=cfg.generator_model, timeout=cfg.timeout,
-                channel=cfg.generator_channel,
+                channel=cfg.generator_channel, visa_library=cfg.visa_library,
                 limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width,
                                    lim.max_pulse_width))
             stack.callback(self.generator.close)
             self.smu = SOURCE_METERS[cfg.smu_model].open(
                 cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
+                visa_library=cfg.visa_library,
                 limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
             stack.callback(self.smu.close)
             self.mux = open_mux(bench)

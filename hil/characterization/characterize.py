@@ -20,7 +20,7 @@ The whole procedure is one sequence (:func:`plan`) of the building blocks in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,8 +74,10 @@ def _boards_of(bench: Bench, devices: np.ndarray) -> list[int]:
     return [bench.board_ids[p] for p in pos]
 
 
-def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False) -> Sequence:
-    """The whole characterisation of ``devices`` as one sequence (see the module docstring)."""
+def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False,
+         curves: bool = True) -> Sequence:
+    """The whole characterisation of ``devices`` as one sequence (see the module docstring);
+    without ``curves`` it stops after the classification (step 5)."""
     boards = _boards_of(bench, devices)
     current = yield from fabric_selftest(bench, boards)
     bl, sl = open_lines(current, s.open_uS * bench.pulses.read_voltage)
@@ -99,6 +101,19 @@ def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False) -> 
     rt = _fill((s.pulses, *shape), ~on_line, rt)
     table = classify(s, rm, st, rt, on_line)
 
+    out = {"table": table, "fabric": lines, "response": (st, rt), "curves": None,
+           "curve_traces": None}
+    if curves:
+        out.update((yield from typical_curves(bench, devices, table, s)))
+    else:
+        table["curve"] = 0
+    return out
+
+
+def typical_curves(bench: Bench, devices: np.ndarray, table: pd.DataFrame, s: Settings
+                   ) -> Sequence:
+    """Full-range response curves of the ``curve_devices`` typical ``ok`` devices of ``table``
+    (rows in the order of ``devices``); numbers them in its ``curve`` column."""
     curves = curve_traces = None
     picked = np.zeros(0, dtype=np.int64)
     ok = np.flatnonzero(table["mode"].to_numpy() == "ok")
@@ -111,8 +126,7 @@ def plan(bench: Bench, devices: np.ndarray, s: Settings, form: bool = False) -> 
     curve = np.zeros(devices.size, dtype=np.int64)
     curve[picked] = np.arange(1, picked.size + 1)
     table["curve"] = curve
-    return {"table": table, "fabric": lines, "response": (st, rt), "curves": curves,
-            "curve_traces": curve_traces}
+    return {"curves": curves, "curve_traces": curve_traces}
 
 
 def _fill(shape: tuple[int, ...], where: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -196,11 +210,17 @@ class _Log:
         })
 
 
-def planned_ops(bench: Bench, devices: np.ndarray, s: Settings, form: bool) -> int:
+def planned_ops(bench: Bench, devices: np.ndarray, s: Settings, form: bool,
+                curves: bool = True) -> int:
     """Upper bound of the operations :func:`plan` yields (for a progress bar)."""
     steps = int(np.floor((s.form_stop - s.form_start) / s.form_step + 0.5)) + 1
     return (len(bench.arrays) + 1 + (2 * steps + 1 if form else 0) + s.reads + 4 * s.pulses
-            + (2 + 4 * s.curve_pulses if s.curve_devices else 0))
+            + (curve_ops(s) if curves else 0))
+
+
+def curve_ops(s: Settings) -> int:
+    """Operations of :func:`typical_curves` (for a progress bar)."""
+    return 2 + 4 * s.curve_pulses if s.curve_devices else 0
 
 
 def characterize(
@@ -209,10 +229,12 @@ def characterize(
     s: Settings,
     *,
     form: bool = False,
+    curves: bool = True,
     tick: Callable[[], Any] | None = None,
     on_read: Callable[[np.ndarray, str, int, np.ndarray], Any] | None = None,
 ) -> Result:
-    """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured.
+    """Run :func:`plan` on ``backend`` for ``devices`` and gather everything it measured
+    (without ``curves``: no response curves, see :func:`add_curves`).
 
     ``tick()`` follows every operation and ``on_read(devices, sequence, step, µS)`` every read,
     for progress and for a live view while the plan runs.
@@ -222,15 +244,12 @@ def characterize(
     else one wrapped around it, so a run on the simulated bench predicts the time on the real one.
     """
     bench = backend.bench
-    clocked = backend if isinstance(backend, Sequencer) else Sequencer(backend)
     devices = np.unique(np.asarray(devices, dtype=np.int64))
     keep = np.zeros(bench.n_devices, dtype=bool)
     keep[board_devices(bench, _boards_of(bench, devices))] = True
     log = _Log(bench, keep, tick, on_read)
-    before = OpCounts(**backend.counts.as_dict())
-    started = clocked.bench_seconds
-    out = run(plan(bench, devices, s, form), clocked, log)
-    counts = OpCounts(**{k: v - getattr(before, k) for k, v in backend.counts.as_dict().items()})
+    out, counts, seconds, mode = _clocked_run(backend, plan(bench, devices, s, form, curves),
+                                              log)
     lab = bench.labels(devices)
     table = pd.concat([
         pd.DataFrame({"device": devices, **{k: lab[k] for k in ("board", "row", "col",
@@ -241,6 +260,55 @@ def characterize(
     return Result(
         devices=devices, table=table, fabric=out["fabric"], reads=log.frame(),
         response=out["response"], curves=out["curves"], curve_traces=out["curve_traces"],
-        counts=counts, bench_seconds=clocked.bench_seconds - started,
-        sequencing=clocked.settings.mode,
+        counts=counts, bench_seconds=seconds, sequencing=mode,
     )
+
+
+def _clocked_run(backend: Backend, sequence: Sequence, log: _Log
+                 ) -> tuple[Any, OpCounts, float, str]:
+    """Run ``sequence`` through a :class:`~hil.backends.sequencer.Sequencer` (limits checked,
+    batched, timed on the bench clock): ``backend`` itself if it is one (the instrument backend),
+    else one wrapped around it, so a run on the simulated bench predicts the time on the real
+    one. Returns its result, the operations it took, their bench time and the batching mode."""
+    clocked = backend if isinstance(backend, Sequencer) else Sequencer(backend)
+    before = OpCounts(**backend.counts.as_dict())
+    started = clocked.bench_seconds
+    out = run(sequence, clocked, log)
+    counts = OpCounts(**{k: v - getattr(before, k) for k, v in backend.counts.as_dict().items()})
+    return out, counts, clocked.bench_seconds - started, clocked.settings.mode
+
+
+def combine(parts: list[Result]) -> Result:
+    """One result of characterisations of disjoint device sets (boards measured one by one),
+    as if measured together: devices in order, traces side by side, operations and bench time
+    summed."""
+    order = np.argsort(np.concatenate([p.devices for p in parts]), kind="stable")
+    table = pd.concat([p.table for p in parts], ignore_index=True).iloc[order]
+    counts = OpCounts(**{k: sum(getattr(p.counts, k) for p in parts)
+                         for k in parts[0].counts.as_dict()})
+    return Result(
+        devices=table["device"].to_numpy(), table=table.reset_index(drop=True),
+        fabric=[f for p in parts for f in p.fabric],
+        reads=pd.concat([p.reads for p in parts], ignore_index=True),
+        response=tuple(np.concatenate([p.response[i] for p in parts], axis=1)[:, order]
+                       for i in (0, 1)),
+        curves=None, curve_traces=None, counts=counts,
+        bench_seconds=sum(p.bench_seconds for p in parts), sequencing=parts[0].sequencing)
+
+
+def add_curves(backend: Backend, result: Result, s: Settings,
+               tick: Callable[[], Any] | None = None) -> Result:
+    """``result`` with the response curves of its typical devices measured on ``backend`` (the
+    last step of :func:`plan`, for a characterisation measured board by board)."""
+    bench = backend.bench
+    log = _Log(bench, np.zeros(bench.n_devices, dtype=bool), tick)
+    table = result.table.copy()
+    out, counts, seconds, _ = _clocked_run(
+        backend, typical_curves(bench, result.devices, table, s), log)
+    table["pulses"] = table["pulses"].to_numpy() + log.pulses[result.devices]
+    reads = pd.concat([result.reads, log.frame()], ignore_index=True)
+    return replace(result, table=table, reads=reads, curves=out["curves"],
+                   curve_traces=out["curve_traces"],
+                   counts=OpCounts(**{k: v + getattr(counts, k)
+                                      for k, v in result.counts.as_dict().items()}),
+                   bench_seconds=result.bench_seconds + seconds)

@@ -18,6 +18,7 @@ The ``[characterize]`` section of the bench file (every key optional)::
     form_step = 0.1          # V
     form_stop = 2.4          # V, never above [limits] max_pulse_voltage
     form_threshold_uS = 10.0 # a device reading this much is formed
+    recheck_pulses = 10      # SET (then RESET) pulses of hil repair's test of a moved device
 
 Rules, applied in this order, so that every device gets exactly one mode:
 
@@ -80,6 +81,7 @@ SCHEMA: Schema = {
     "form_step": (_NUM, _pos, 0.1),
     "form_stop": (_NUM, _pos, 2.4),
     "form_threshold_uS": (_NUM, _pos, 10.0),
+    "recheck_pulses": (int, _pos, 10),
 }
 EXTRA_SECTIONS["characterize"] = SCHEMA
 
@@ -104,6 +106,7 @@ class Settings:
     form_step: float
     form_stop: float
     form_threshold_uS: float
+    recheck_pulses: int
     compliance_uS: float  # the SMU's current compliance seen as a conductance at the read voltage
 
 

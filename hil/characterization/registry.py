@@ -4,7 +4,12 @@ Where it lives: ``--registry PATH`` if given, else ``$HIL_REGISTRY``, else ``dev
 the user's data directory -- ``$XDG_DATA_HOME/memristor-hil`` (``~/.local/share/memristor-hil``)
 on Linux, ``~/Library/Application Support/memristor-hil`` on macOS,
 ``%LOCALAPPDATA%\\memristor-hil`` on Windows. One registry can hold several benches; a device is
-the position (bench name, board id, row, col) and whatever chip currently sits there.
+the position (bench identity, board id, row, col) and whatever chip currently sits there. The
+bench identity is its name for real instruments, and the name with ``(simulated)`` or
+``(emulated)`` otherwise (:attr:`hil.bench.Bench.identity`): a simulated bench's verdicts never
+block training on a real one. The registry is created only by the first ``hil characterize``;
+every other use of a registry file that does not exist is refused, so a misspelt path is never
+taken for an empty registry.
 
 Tables:
 
@@ -68,15 +73,19 @@ def now() -> str:
 
 def _labels(bench: Bench, devices: np.ndarray) -> pd.DataFrame:
     lab = bench.labels(devices)
-    return pd.DataFrame({"bench": bench.name, **{k: lab[k] for k in ("board", "row", "col",
+    return pd.DataFrame({"bench": bench.identity, **{k: lab[k] for k in ("board", "row", "col",
                                                                     "chip", "pad")}})
 
 
 class Registry:
-    """The device registry file; created on first use."""
+    """The device registry file; created only if ``create`` (the first characterisation)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, create: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
+        self.created = not self.path.exists()
+        if self.created and not create:
+            raise HilError(f"{self.path}: no device registry there (the first hil characterize "
+                           "creates it; check the path)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path)
@@ -177,7 +186,7 @@ class Registry:
         board -> chip -> pad."""
         sql = ("SELECT board, chip, pad, row, col, mode, first_seen, installed, checked, pulses "
                "FROM devices WHERE bench = ?")
-        args: list[object] = [bench.name]
+        args: list[object] = [bench.identity]
         if board is not None:
             sql += " AND board = ?"
             args.append(board)
@@ -190,7 +199,7 @@ class Registry:
         """Events of one board's devices (optionally one chip), oldest first."""
         df = pd.read_sql_query(
             "SELECT board, row, col, time, event, mode, pulses, run FROM events "
-            "WHERE bench = ? AND board = ? ORDER BY id", self.db, params=[bench.name, board])
+            "WHERE bench = ? AND board = ? ORDER BY id", self.db, params=[bench.identity, board])
         df["pulses"] = df["pulses"].astype("Int64")
         lab = bench.board_map
         df.insert(1, "chip", lab.chip[df["row"] - 1, df["col"] - 1])
@@ -205,7 +214,13 @@ class Registry:
         sql = "SELECT board, row, col FROM devices WHERE bench = ? AND installed IS NOT NULL"
         if pending:
             sql += " AND mode = 'replaced'"
-        return self._devices(bench, pd.read_sql_query(sql, self.db, params=[bench.name]))
+        return self._devices(bench, pd.read_sql_query(sql, self.db, params=[bench.identity]))
+
+    def replaced_since(self, bench: Bench, time: str) -> np.ndarray:
+        """Flat indices of the cells of ``bench`` whose chip was swapped after ``time``."""
+        return self._devices(bench, pd.read_sql_query(
+            "SELECT DISTINCT board, row, col FROM events WHERE bench = ? AND event = 'replaced' "
+            "AND time > ?", self.db, params=[bench.identity, time]))
 
     def flagged(self, bench: Bench) -> pd.DataFrame:
         """Cells of ``bench`` whose latest classification is a failure (or that sit on an open
@@ -214,7 +229,7 @@ class Registry:
         df = pd.read_sql_query(
             "SELECT board, chip, pad, row, col, mode FROM devices "
             f"WHERE bench = ? AND mode IN ({marks}) ORDER BY board, chip, pad",
-            self.db, params=[bench.name, *FAILED, "fabric"])
+            self.db, params=[bench.identity, *FAILED, "fabric"])
         df = df[df["board"].isin(bench.board_ids)].reset_index(drop=True)
         df.insert(0, "device", self._devices(bench, df))
         return df
@@ -229,10 +244,11 @@ class Registry:
 
 def flagged_devices(bench: Bench, registry: str | Path | None = None) -> pd.DataFrame:
     """For the trainer: cells of ``bench`` flagged and not replaced, with their flat ``device``
-    index, PCB labels and mode. Empty when the registry does not exist yet (nothing has been
-    characterised, so nothing is known to be broken)."""
+    index, PCB labels and mode. Empty when the default registry does not exist yet (nothing has
+    been characterised, so nothing is known to be broken); a ``registry`` named explicitly must
+    exist."""
     path = Path(registry) if registry is not None else default_path()
-    if not path.exists():
+    if registry is None and not path.exists():
         return pd.DataFrame(columns=["device", "board", "chip", "pad", "row", "col", "mode"])
     with Registry(path) as reg:
         return reg.flagged(bench)

@@ -1,6 +1,7 @@
 """``hil bench serve`` (the emulated bench in the foreground) and ``hil bench check`` (is every
 instrument of a bench file there, the right model, reachable, every declared trigger wire
-carrying its edge, and everything left safe?)."""
+carrying its edge, and everything left safe?); ``hil bench discover`` lives in
+:mod:`hil.cli.discover`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from drivers import PULSE_GENERATORS, SOURCE_METERS
 from drivers.errors import InstrumentError
 from drivers.mcu import MuxController, Pacing, Route
 from drivers.pulsegen import PulseLimits
+from drivers.scpi import resource_manager
 from drivers.smu import SourceLimits, SourceMeter
 from hil.backends.hardware import (
     GENERATOR_MODELS,
@@ -26,17 +28,21 @@ from hil.backends.hardware import (
     pulse_pacing,
     read_pacing,
     require_wiring,
+    required_instruments,
     smu_nplc,
 )
 from hil.backends.instruments import Instruments, current_range, open_mux
 from hil.bench import Bench, load_bench
+from hil.cli import discover
 from hil.emulator import EmulatedBench
 from hil.emulator.firmware import FirmwareError
 from hil.errors import HilError
+from hil.records import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="serve an emulated bench, or check a bench's instruments")
+    p = sub.add_parser("bench", help="serve an emulated bench, or discover or check a bench's "
+                       "instruments")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
 
     s = bsub.add_parser(
@@ -54,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeline", metavar="CSV", help="record every event of the bench (switch "
                    "changes, settling, pulses, apertures, trigger edges) on its time base and "
                    "write them here when the server stops")
+    s.add_argument("--port", type=int, metavar="BASE",
+                   help="serve on fixed ports BASE (generator), BASE+1 (SMU), BASE+2 (MCU), so "
+                   "the bench file stays valid across restarts (default: free ports)")
     s.set_defaults(run=serve)
 
     c = bsub.add_parser(
@@ -64,28 +73,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--bench", metavar="FILE", required=True)
     c.set_defaults(run=check)
 
+    discover.register(bsub)
+
 
 def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | None = None,
           stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C / SIGTERM (or ``stop``, for tests)."""
     bench = load_bench(args.bench)
+    resource_manager(instruments_config(bench).visa_library)  # the written file will need it
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
-    firmware = args.mcu_firmware
+    firmware = getattr(args, "mcu_firmware", None)
     if firmware is not None and not os.access(firmware, os.X_OK):
         raise HilError(f"--mcu-firmware {firmware}: not an executable (build it with "
                        "make -C firmware host)")
     timeline = getattr(args, "timeline", None)
+    if args.seed is not None and args.seed < 0:
+        raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
+    ports = None
+    if args.port is not None:
+        if not 1024 <= args.port <= 65533:
+            raise HilError(f"--port {args.port}: BASE must be 1024-65533 (three ports from it)")
+        ports = dict(zip(EmulatedBench.INSTRUMENTS, range(args.port, args.port + 3),
+                         strict=True))
+    out = Path(args.write)
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise HilError(f"--write {out}: cannot write there ({out.parent} is not a writable "
+                       "directory)")
     try:
         emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
-                            mcu_firmware=firmware)
+                            ports=ports, mcu_firmware=firmware)
     except FirmwareError as exc:
         raise HilError(str(exc)) from exc
-    with emu:
+    try:
+        emu.start()
+    except OSError as exc:
+        emu.stop()
+        raise HilError(f"--port {args.port}: {exc.strerror} (another bench serving there?)"
+                       ) from None
+    try:
         if timeline:
             emu.record_timeline()
-        out = Path(args.write)
-        out.write_text(emu.bench_toml(base))
+        write_atomic(out, lambda p: p.write_text(emu.bench_toml(base)))
         for key, value in emu.resources.items():
             print(f"{key:>20} = {value}")
         print(f"bench file written to {out}; serving until interrupted (Ctrl-C)", flush=True)
@@ -99,6 +128,8 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         except KeyboardInterrupt:
             pass
         safe = emu.is_safe()
+    finally:
+        emu.stop()
     if timeline:
         rows = emu.write_timeline(Path(timeline))
         print(f"timeline: {rows} events written to {timeline}")
@@ -127,7 +158,8 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     """Report lines and problems; each instrument is checked even if another fails, and each
     is left with its output off (switches open) whatever happened. Then, if all three answer,
     every declared wire: an edge is sent and seen to arrive."""
-    cfg = instruments_config(bench)
+    cfg = required_instruments(bench)
+    resource_manager(cfg.visa_library)  # one line for a library that cannot load, not one each
     lim = bench.limits
     lines: list[str] = []
     problems: list[str] = []
@@ -144,7 +176,7 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def generator() -> str:
         gen = PULSE_GENERATORS[cfg.generator_model].open(
             cfg.generator_resource, model=cfg.generator_model, timeout=cfg.timeout,
-            channel=cfg.generator_channel,
+            channel=cfg.generator_channel, visa_library=cfg.visa_library,
             limits=PulseLimits(lim.max_pulse_voltage, lim.min_pulse_width, lim.max_pulse_width))
         try:
             gen.setup()  # reset, high-impedance load verified, output off, errors drained
@@ -156,6 +188,7 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def smu() -> str:
         inst = SOURCE_METERS[cfg.smu_model].open(
             cfg.smu_resource, model=cfg.smu_model, timeout=cfg.timeout,
+            visa_library=cfg.visa_library,
             limits=SourceLimits(lim.max_read_voltage, lim.current_compliance))
         try:
             inst.setup(voltage=bench.pulses.read_voltage, current_limit=lim.current_compliance,
@@ -169,6 +202,9 @@ def check_bench(bench: Bench) -> tuple[list[str], list[str]]:
     def mcu() -> str:
         mux = open_mux(bench)
         try:
+            # a run killed mid-pulse leaves the table armed ("ERR 8 busy" to any route):
+            # disarm and open first, as every run does
+            mux.open_all()
             for board in bench.board_ids:  # every BL, a WL/SL on each side, both SL paths
                 mux.set_route(Route.pulse([(board, 1, 0xFFF)]))
                 mux.set_route(Route.mac([(board, 10, 0xFFF)]))

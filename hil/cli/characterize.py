@@ -13,13 +13,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hil.backends.base import Backend
 from hil.backends.factory import make_backend
-from hil.bench import COLS, ROWS, Bench, load_bench
+from hil.bench import CELLS, COLS, ROWS, Bench, load_bench
 from hil.characterization import plots
-from hil.characterization.characterize import Result, characterize, planned_ops
+from hil.characterization.characterize import (
+    Result,
+    add_curves,
+    characterize,
+    combine,
+    curve_ops,
+    planned_ops,
+)
 from hil.characterization.classify import MODES, settings
 from hil.characterization.registry import Registry, default_path
 from hil.cli.console import console
+from hil.cli.signals import terminate_as_interrupt
 from hil.errors import HilError
 from hil.faults import FailureRate, FaultMap, LineFault, load_fault_map
 from hil.records import CONDUCTANCE_CDF, RESPONSE_CURVES, RunStore
@@ -51,10 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "probability, MIX of them stuck-on (drawn per board from --seed)")
     faults.add_argument("--fault-map", metavar="CSV",
                         help="simulated bench: faults from CSV board,row,col,mode")
-    p.add_argument("--seed", type=int, help="simulated bench seed (default: [sim] seed)")
+    p.add_argument("--seed", type=int, help="simulated bench seed, >= 0 (default: [sim] seed)")
     p.add_argument("--registry", metavar="PATH",
                    help=f"device registry (default: $HIL_REGISTRY or {default_path()})")
-    p.add_argument("--out", metavar="RUN", required=True, help="run directory to write")
+    p.add_argument("--out", metavar="RUN", help="run directory to write (must not exist)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue an interrupted characterisation with the boards not done yet")
     p.set_defaults(run=run_characterize)
 
     d = sub.add_parser("devices", help="device registry: census, history, chip swaps",
@@ -121,20 +132,30 @@ def parse_cells(text: str | None) -> np.ndarray:
     return mask
 
 
-def select_devices(args: argparse.Namespace, bench: Bench, registry: Registry) -> np.ndarray:
+def replaced_cells(registry: str | None, bench: Bench, pending: bool) -> np.ndarray:
+    """Cells of ``bench`` whose chip was swapped (``pending``: not characterised since); none
+    while the registry does not exist (this characterisation will create it)."""
+    if not Path(registry or default_path()).exists():
+        return np.zeros(0, dtype=np.int64)
+    with Registry(registry) as reg:
+        return reg.replaced_devices(bench, pending)
+
+
+def select_devices(args: argparse.Namespace, bench: Bench) -> np.ndarray:
     boards = parse_boards(args.boards, bench)
     cells = np.flatnonzero(parse_cells(args.cells).ravel())
     pos = np.array([bench.board_pos(b) for b in boards], dtype=np.int64)
     devices = (pos[:, None] * ROWS * COLS + cells[None, :]).ravel()
     if args.replaced:
-        devices = np.intersect1d(devices, registry.replaced_devices(bench, pending=True))
+        devices = np.intersect1d(devices, replaced_cells(args.registry, bench, pending=True))
         if devices.size == 0:
-            raise HilError(f"{registry.path}: no replaced cells waiting for characterisation "
-                           f"on bench {bench.name} (record swaps with 'hil devices replace')")
+            where = args.registry or default_path()
+            raise HilError(f"{where}: no replaced cells waiting for characterisation "
+                           f"on bench {bench.identity} (record swaps with 'hil devices replace')")
     return devices
 
 
-def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
+def _backend(args: argparse.Namespace, bench: Bench):
     if bench.backend != "sim":
         if args.failures or args.fault_map or args.seed is not None:
             raise HilError("--failures, --fault-map and --seed apply to the simulated bench only")
@@ -146,7 +167,8 @@ def _backend(args: argparse.Namespace, bench: Bench, registry: Registry):
     elif args.fault_map:
         faults = load_fault_map(args.fault_map, bench)
     # chips swapped on the registry are fresh devices on the simulated bench too
-    modes = None if faults is None else faults.modes(bench, registry.replaced_devices(bench))
+    modes = None if faults is None else faults.modes(
+        bench, replaced_cells(args.registry, bench, pending=False))
     return make_backend(bench, seed=seed, modes=modes)
 
 
@@ -188,23 +210,23 @@ def _duration(seconds: float) -> str:
 
 def write_run(store: RunStore, bench: Bench, result: Result, started: float,
               command: list[str]) -> dict:
-    """Every output of a characterisation into its run directory; returns the summary, whose
-    ``wall_seconds`` counts from ``started`` (``time.perf_counter``) to the last plot."""
-    out = store.dir
+    """Every output of a characterisation into its run directory, each file written whole or not
+    at all; returns the summary, whose ``wall_seconds`` counts from ``started``
+    (``time.perf_counter``) to the last plot."""
     reads = result.reads
-    reads.to_csv(out / "reads.csv", index=False)
-    reads.to_parquet(out / "reads.parquet", index=False)
+    store.write_file("reads.csv", lambda p: reads.to_csv(p, index=False))
+    store.write_file("reads.parquet", lambda p: reads.to_parquet(p, index=False))
     store.write_table("reads", reads.astype({"sequence": str}))
     table = result.table.drop(columns="device")
-    table.to_csv(out / "devices.csv", index=False)
+    store.write_file("devices.csv", lambda p: table.to_csv(p, index=False))
     store.write_table("devices", table)
     failed = result.failed
-    failed.to_csv(out / "replacements.csv", index=False)
+    store.write_file("replacements.csv", lambda p: failed.to_csv(p, index=False))
     store.write_table("replacements", failed)
     fabric = [{"board": f.board, "line": f.line, "index": f.index} for f in result.fabric]
     store.write_table("fabric_faults", pd.DataFrame(fabric, columns=["board", "line", "index"]))
     if result.curves is not None:
-        result.curves.write(out / "curves.csv")
+        store.write_file("curves.csv", result.curves.write)
         store.write_table("curves", result.curves.to_frame())
     counts = result.table["mode"].value_counts()
     summary = {
@@ -222,10 +244,10 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
     store.put_progress("drawing plots", wall_seconds=time.perf_counter() - started)
     boards = result.table["board"].nunique()
     with console.bar(total=boards + 2, unit="plot", desc="plots", leave=False) as bar:
-        plots.board_maps(bench, result, out / "maps", tick=bar.update)
-        plots.conductance_cdf(result, out / CONDUCTANCE_CDF)
+        plots.board_maps(bench, result, store.dir / "maps", tick=bar.update)
+        store.write_file(CONDUCTANCE_CDF, lambda p: plots.conductance_cdf(result, p))
         bar.update()
-        plots.response_curves(result, out / RESPONSE_CURVES)
+        store.write_file(RESPONSE_CURVES, lambda p: plots.response_curves(result, p))
         bar.update()
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     store.put_meta(command=command, bench_text=bench.text, bench_path=bench.path,
@@ -235,36 +257,102 @@ def write_run(store: RunStore, bench: Bench, result: Result, started: float,
     return summary
 
 
-def run_characterize(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    bench = load_bench(args.bench)
-    s = settings(bench)
-    if args.replaced:
-        s = replace(s, curve_devices=0)
-    with Registry(args.registry) as registry:
-        devices = select_devices(args, bench, registry)
-        backend = _backend(args, bench, registry)
-        store = RunStore(args.out)  # once the run can start: a refused start leaves nothing
-        console.attach(store.dir)
-        try:
-            total = planned_ops(bench, devices, s, args.form)
-            store.put_meta(kind="characterize", bench_name=bench.name, board_map={
-                "chip": bench.board_map.chip.tolist(), "pad": bench.board_map.pad.tolist()})
-            live = _LiveView(store, bench, total, t0)
-            with console.bar(total=total, unit="op",
-                             desc=f"characterize {devices.size} devices") as bar:
-                result = characterize(backend, devices, s, form=args.form,
-                                      tick=lambda: (bar.update(), live.tick()),
-                                      on_read=live.read)
-                bar.total = bar.n  # forming may stop early; the plan is done
-            summary = write_run(store, bench, result, t0, sys.argv[1:])
-        finally:
-            backend.close()
+# what a characterisation is started with: stored in the run, so --resume needs nothing else
+OPTIONS = ("bench", "boards", "cells", "replaced", "form", "failures", "fault_map", "seed",
+           "registry")
+
+
+def _start(args: argparse.Namespace) -> tuple[RunStore, argparse.Namespace, np.ndarray, Bench,
+                                              Backend]:
+    """The run ``--resume`` names, or a new run directory (refused if anything is there, before
+    anything is measured, and made only once every option is checked: a refused start leaves
+    nothing); the options it was started with, the devices it covers, its bench and backend."""
+    if args.resume:
+        if args.out:
+            raise HilError("--resume continues the run it names: drop --out")
+        store = RunStore(args.resume)
+        meta = store.meta()
+        if "options" not in meta:
             store.close()
-        registry.record(bench, result.devices, result.table["mode"].to_numpy(),
-                        result.table["pulses"].to_numpy(), run=str(Path(args.out).resolve()))
-    _report(result, summary, Path(args.out), registry.path)
+            raise HilError(f"{args.resume}: not a characterisation run")
+        if store.state == "complete":
+            store.close()
+            raise HilError(f"{args.resume}: this characterisation is complete; nothing to resume")
+        opts = argparse.Namespace(**meta["options"])
+        bench = load_bench(opts.bench)
+        return store, opts, np.array(meta["devices"]), bench, _backend(opts, bench)
+    if not args.out:
+        raise HilError("--out RUN is required (or --resume RUN)")
+    if args.seed is not None and args.seed < 0:
+        raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
+    for name in ("bench", "fault_map"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    RunStore.check_new(args.out)
+    if args.registry:
+        args.registry = str(Path(args.registry).resolve())
+    bench = load_bench(args.bench)
+    devices = select_devices(args, bench)
+    backend = _backend(args, bench)
+    try:
+        store = RunStore.create(args.out, command=sys.argv[1:], devices=devices.tolist(),
+                                options={k: getattr(args, k) for k in OPTIONS})
+    except HilError:
+        backend.close()
+        raise
+    return store, args, devices, bench, backend
+
+
+def run_characterize(args: argparse.Namespace) -> int:
+    """Board by board, each board's result kept in the run as soon as it is measured: an
+    interrupted run continues (``--resume``) with the boards not done yet, and ends with the
+    replacement list an uninterrupted run gives."""
+    t0 = time.perf_counter()
+    store, opts, devices, bench, backend = _start(args)
+    with store:
+        console.attach(store.dir)
+        s = settings(bench)
+        if opts.replaced:
+            s = replace(s, curve_devices=0)
+        parts = store.parts()
+        boards = [b for b in np.unique(devices // CELLS) if f"board {b}" not in parts]
+        if len(parts):
+            print(f"resuming {store.dir}: {len(parts)} board(s) done, {len(boards)} to go",
+                  file=sys.stderr)
+        total = (len(boards) * planned_ops(bench, devices[:1], s, opts.form, curves=False)
+                 + curve_ops(s))
+        store.put_meta(kind="characterize", bench_name=bench.name, board_map={
+            "chip": bench.board_map.chip.tolist(), "pad": bench.board_map.pad.tolist()})
+        live = _LiveView(store, bench, total, t0)
+        with terminate_as_interrupt(), backend, store.running(), console.bar(
+                total=total, unit="op", desc=f"characterize {devices.size} devices") as bar:
+            def tick() -> None:
+                bar.update()
+                live.tick()
+
+            for pos in boards:
+                part = characterize(backend, devices[devices // CELLS == pos], s, form=opts.form,
+                                    curves=False, tick=tick, on_read=live.read)
+                store.save_part(f"board {pos}", part)
+                parts[f"board {pos}"] = part
+            result = add_curves(backend, combine(list(parts.values())), s, tick=tick)
+            bar.total = bar.n  # forming may stop early; the plan is done
+            summary = write_run(store, bench, result, t0, store.meta()["command"])
+        registry = _record(bench, opts.registry, result, store.dir)
+    _report(result, summary, store.dir, registry)
     return 0
+
+
+def _record(bench: Bench, path: str | None, result: Result, run: Path) -> str:
+    """The verdicts into the device registry -- the lab's own only for a real bench; a simulated
+    or emulated one writes only into a ``--registry`` named for it. Returns what was done."""
+    if not bench.real and path is None:
+        return (f"not written (a {bench.identity.split('(')[-1].rstrip(')')} bench keeps no "
+                "registry unless --registry names one)")
+    with Registry(path, create=True) as registry:
+        registry.record(bench, result.devices, result.table["mode"].to_numpy(),
+                        result.table["pulses"].to_numpy(), run=str(run.resolve()))
+    return f"{registry.path}" + (" (created)" if registry.created else "")
 
 
 def _fabric_words(faults: list[LineFault]) -> list[str]:
@@ -282,7 +370,7 @@ def _fabric_words(faults: list[LineFault]) -> list[str]:
     return words
 
 
-def _report(result: Result, summary: dict, out: Path, registry: Path) -> None:
+def _report(result: Result, summary: dict, out: Path, registry: str) -> None:
     counts = ", ".join(f"{m} {n}" for m, n in summary["counts"].items() if n)
     console.result(
           f"characterised {summary['devices']} devices on {len(summary['boards'])} board(s) "
@@ -327,7 +415,7 @@ def run_list(args: argparse.Namespace) -> int:
     bench = load_bench(args.bench)
     with Registry(args.registry) as registry:
         census = registry.census(bench, args.board, args.mode)
-    _show(census, f"no devices known on bench {bench.name}")
+    _show(census, f"no devices known on bench {bench.identity}")
     if not census.empty:
         counts = census["mode"].value_counts()
         console.result(", ".join(f"{m} {n}" for m, n in counts.items()))

@@ -27,7 +27,7 @@ from hil.curves import load_curves
 from hil.errors import HilError
 from hil.faults import fraction
 from hil.network import NetworkSpec
-from hil.records import RunStore
+from hil.records import RunStore, output_dir, write_atomic
 from hil.studies.experiments import (
     FAULT_FRACTIONS,
     HIDDEN_SIZES,
@@ -47,7 +47,10 @@ ABOUT = {
     "faults": "Networks trained without failed devices, then a random fraction of their devices "
     "replaced by stuck-off or by stuck-on devices before measuring the test accuracy. Beside "
     "them, for reference: the same fraction of whole weights lost (both devices of a pair stuck "
-    "off), and the same network trained in fp32 with that fraction of its weights dropped.",
+    "off), and the same network trained in fp32 with that fraction of its weights dropped. With "
+    "--repair-epochs, each stuck-off and stuck-on network is then repaired in place as hil "
+    "repair does (re-check every device, write the failed ones off, fine-tune) and measured "
+    "again.",
     "hidden": "Two-layer networks trained in-situ at device precision, beside fp32 backprop of the "
     "same network (final epoch).",
 }
@@ -61,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--device-curves", metavar="CSV",
                         help="response curves for the simulated devices (default: the bench's)")
     common.add_argument("--bench", metavar="FILE", help="bench file (default: embedded sim bench)")
+    common.add_argument("--common-mode", type=float, metavar="µS",
+                        help="low common mode of the update rule, as hil train's (default: the "
+                        "trainer's, 10; inf turns it off)")
     common.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                         f"(default: ${ENV}, else scikit-learn's copy)")
     common.add_argument("--workers", type=int, metavar="N",
@@ -73,6 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fractions.add_argument("--fractions", default=_join(FAULT_FRACTIONS), metavar="LIST",
                            help="fractions 0-1 of failed devices for the faults study "
                            "(default: %(default)s)")
+    fractions.add_argument("--repair-epochs", type=int, default=0, metavar="N",
+                           help="faults study: also repair every stuck-off and stuck-on network "
+                           "in place as hil repair does, fine-tuning N epochs (default: 0, no "
+                           "repair)")
     hidden = argparse.ArgumentParser(add_help=False)
     hidden.add_argument("--hidden", default=_join(HIDDEN_SIZES), metavar="LIST",
                         help="hidden-neuron counts for the hidden study (default: %(default)s)")
@@ -146,6 +156,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
     if bench.backend != "sim":
         raise HilError(f"{bench.path}: the studies run on the simulated bench, this bench's "
                        f"backend is {bench.backend!r}")
+    if args.common_mode is not None and not args.common_mode > 0:
+        raise HilError("--common-mode must be above 0 µS (inf turns it off)")
     curves = Path(args.device_curves).resolve() if args.device_curves else None
     if curves is not None:
         load_curves(curves)
@@ -162,11 +174,19 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
         "device_curves": {"file": curves.name, "sha256": _sha256(curves)} if curves else
         "bench default",
     }
+    if args.common_mode is not None:
+        setup = replace(setup, common_mode_uS=args.common_mode)
+        about["common_mode_uS"] = str(args.common_mode)  # JSON has no inf
     if hasattr(args, "fractions"):
         fractions = [fraction(v, "--fractions", args.fractions)
                      for v in args.fractions.split(",")]
         setup = replace(setup, fractions=tuple(fractions))
         about["fractions"] = fractions
+        if args.repair_epochs < 0:
+            raise HilError("--repair-epochs must be at least 0")
+        if args.repair_epochs:
+            setup = replace(setup, repair_epochs=args.repair_epochs)
+            about["repair_epochs"] = args.repair_epochs
     if hasattr(args, "hidden"):
         hidden = _list(args.hidden, "--hidden", int)
         for h in hidden:
@@ -177,7 +197,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Setup, dict[str, Any]]:
 
 def _params(study: str, about: dict[str, Any]) -> dict[str, Any]:
     """The part of ``about`` that determines a study's results."""
-    drop = {"curves": ("fractions", "hidden"), "faults": ("hidden",), "hidden": ("fractions",)}
+    drop = {"curves": ("fractions", "hidden", "repair_epochs"), "faults": ("hidden",),
+            "hidden": ("fractions", "repair_epochs")}
     return {k: v for k, v in about.items() if k not in drop[study]}
 
 
@@ -190,8 +211,8 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
     t0 = time.monotonic()
     stores = {}
     for study in studies:  # hil watch follows each study as its trainings finish
-        store = stores[study] = RunStore(dirs[study])
-        store.put_meta(kind="study", study=study, trials=len(plan[study]))
+        store = stores[study] = RunStore.create(dirs[study], reuse=True, kind="study",
+                                                study=study, trials=len(plan[study]))
         store.put_progress("running", what="training", done=0,
                            total=len({t.training for t in plan[study]}), wall_seconds=0.0)
     finished = dict.fromkeys(studies, 0)
@@ -205,7 +226,8 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
 
     try:
         with open_executor(args.workers, args.scheduler) as executor:
-            frames = run_studies(plan, executor, progress=not console.quiet, on_rows=on_rows)
+            frames, repairs = run_studies(plan, executor, progress=not console.quiet,
+                                          on_rows=on_rows)
     finally:
         for store in stores.values():
             store.close()
@@ -214,12 +236,16 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
                      f"{args.workers or os.cpu_count()} local processes")
     for study, df in frames.items():
         out = dirs[study]
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / "results.csv", index=False)
+        write_atomic(out / "results.csv", lambda p, df=df: df.to_csv(p, index=False))
         meta = {"study": study, "params": _params(study, about), "trials": len(plan[study]),
                 "run_with": studies, "trainings": trainings, "executor": executor_name,
                 "wall_seconds": round(elapsed, 1), "version": __version__}
-        (out / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(out / "study.json",
+                     lambda p, meta=meta: p.write_text(json.dumps(meta, indent=2) + "\n"))
+        if study == "faults" and setup.repair_epochs:
+            write_atomic(out / REPAIRS, lambda p: repairs.to_csv(p, index=False))
+        else:
+            (out / REPAIRS).unlink(missing_ok=True)
         _render(study, df, out)
         store = RunStore(out)
         store.write_table("results", df)  # the final rows, in results.csv's order
@@ -229,9 +255,18 @@ def _run(studies: list[str], setup: Setup, about: dict[str, Any], dirs: dict[str
     return frames
 
 
+REPAIRS = "repairs.csv"  # faults study: what each repair found and cost
+
+
+def _repairs(out: Path) -> pd.DataFrame | None:
+    """The faults study's repair costs, if it ran repairs."""
+    return pd.read_csv(out / REPAIRS) if (out / REPAIRS).exists() else None
+
+
 def _render(study: str, df: pd.DataFrame, out: Path) -> None:
-    plot(study, summarise(df), out / f"{study}.png")
-    (out / "results.md").write_text(study_markdown(study, df, f"{study}.png", ABOUT[study]))
+    write_atomic(out / f"{study}.png", lambda p: plot(study, summarise(df), p))
+    text = study_markdown(study, df, f"{study}.png", ABOUT[study], repairs=_repairs(out))
+    write_atomic(out / "results.md", lambda p: p.write_text(text))
 
 
 def _reusable(study: str, about: dict[str, Any], out: Path) -> pd.DataFrame | None:
@@ -247,16 +282,19 @@ def run(args: argparse.Namespace) -> int:
     setup, about = _prepare(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.study != "report":
-        out = Path(args.out or f"runs/experiment-{args.study}-{stamp}")
+        out = output_dir(args.out or f"runs/experiment-{args.study}-{stamp}")
         console.attach(out)
         df = _run([args.study], setup, about, {args.study: out}, args)[args.study]
         console.result(claims_table(args.study, summarise(df)))
         console.result(f"{args.study}: {len(df)} rows in {out / 'results.csv'}")
         return 0
     out = Path(args.out or f"runs/report-{stamp}")
-    console.attach(out)
     markdown = Path(args.markdown) if args.markdown else out / "results.md"
-    dirs = {study: out / study for study in STUDIES}
+    if not args.reuse:
+        output_dir(out)
+    console.attach(out)
+    dirs = {study: output_dir(out / study, existing_ok=args.reuse) for study in STUDIES}
+    output_dir(markdown.parent, existing_ok=True)
     frames = {}
     for study in STUDIES if args.reuse else ():
         df = _reusable(study, about, dirs[study])
@@ -268,11 +306,11 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         frames.update(_run(todo, setup, about, dirs, args))
     sections = [study_markdown(study, frames[study], Path(os.path.relpath(
-        dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3)
-        for study in STUDIES]
+        dirs[study] / f"{study}.png", markdown.parent)).as_posix(), ABOUT[study], 3,
+        repairs=_repairs(dirs[study])) for study in STUDIES]
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(_report_header(about, _command(args, out, markdown)) + "\n"
-                        + "\n".join(sections))
+    text = _report_header(about, _command(args, out, markdown)) + "\n" + "\n".join(sections)
+    write_atomic(markdown, lambda p: p.write_text(text))
     console.result(f"report: {markdown}")
     return 0
 
@@ -284,6 +322,10 @@ def _command(args: argparse.Namespace, out: Path, markdown: Path) -> str:
         parts.append(f"--fractions {args.fractions}")
     if args.hidden != _join(HIDDEN_SIZES):
         parts.append(f"--hidden {args.hidden}")
+    if args.repair_epochs:
+        parts.append(f"--repair-epochs {args.repair_epochs}")
+    if args.common_mode is not None:
+        parts.append(f"--common-mode {args.common_mode:g}")
     for option, value in (("--bench", args.bench), ("--device-curves", args.device_curves)):
         if value:
             parts.append(f"{option} {Path(value).name}")

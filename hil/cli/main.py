@@ -13,6 +13,7 @@ from hil.errors import HilError
 # Each module adds its sub-commands with ``register(subparsers)``.
 COMMAND_MODULES = [
     "hil.cli.train", "hil.cli.bench", "hil.cli.characterize", "hil.cli.experiment",
+    "hil.cli.repair",
     "hil.cli.watch",
 ]
 

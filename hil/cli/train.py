@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hil.backends.base import Backend
+from hil.backends.factory import make_backend
 from hil.bench import Bench
-from hil.characterization.registry import flagged_devices
+from hil.characterization.registry import Registry, default_path, flagged_devices, now
 from hil.cli.console import console
+from hil.cli.signals import terminate_as_interrupt
 from hil.errors import HilError
 from hil.faults import MODE_NAMES
 from hil.network import NOTATION
 from hil.pcb import layouts
 from hil.records import ACCURACY, CONDUCTANCE_CDF, CONDUCTANCE_MAPS, RunStore
 from hil.training import plots
+from hil.training.journal import JournaledBackend, instrument_identities, reconcile, reread
 from hil.training.setup import TrainParams, prepare
-from hil.training.trainer import OnlineTrainer
+from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer, PRESET_uS
 
 
 def flagged_cells(bench: Bench, params: TrainParams, say) -> np.ndarray | None:
@@ -52,14 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", default="two", help=NOTATION)
     p.add_argument("--hidden", type=int, metavar="N",
                    help="hidden neurons of a two-layer network (5-100; default: 20)")
-    p.add_argument("--epochs", type=int, default=20, metavar="N",
-                   help="passes over the training images")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="passes over the training images (default: 20); with --resume, a larger "
+                   "count takes the run on to it")
     p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the image order, initial devices and simulated failures")
     p.add_argument("--data", metavar="DIR", help="UCI optdigits directory "
                    "(default: $HIL_OPTDIGITS_DIR, else scikit-learn's copy)")
     p.add_argument("--update", choices=["mixed", "paper"], default="mixed",
                    help="update rule: mixed-precision accumulator or the paper's rule")
+    p.add_argument("--common-mode", type=float, metavar="µS",
+                   help="mixed rule: a weight that must move RESETs its partner first while the "
+                   "partner carries more than this, keeping one device of each pair near the "
+                   "floor (default: 10; inf turns it off)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--failures", metavar="RATE[:MIX]",
                    help="simulated bench: each device fails with probability RATE, a fraction "
@@ -73,7 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
                    help="images between checkpoints, one more after every epoch")
     p.add_argument("--out", metavar="RUN", help="run directory (default: runs/train-<time>)")
-    p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped")
+    p.add_argument("--resume", metavar="RUN", help="continue a killed run where it stopped "
+                   "(on instruments: after re-reading the arrays)")
+    p.add_argument("--accept-bench", action="store_true",
+                   help="with --resume on instruments: continue although the instruments or "
+                   "chips differ from those the run started on")
     p.add_argument("--dry-run", action="store_true",
                    help="move nothing: rehearse on the simulated bench and print operation "
                    "counts and the predicted bench time")
@@ -82,59 +95,70 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     say = console.say
+    if args.epochs is not None and args.epochs < 1:
+        raise HilError("--epochs must be at least 1")
     if args.resume:
-        store = RunStore(args.resume, create=False)
+        store, params, state = _reopen(args, say)
         console.attach(store.dir)
-        meta = store.meta()
-        if "params" not in meta:
-            raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
-        params = TrainParams(**meta["params"])
-        state = store.load_checkpoint()
-        if state is None:
-            say(f"{args.resume}: stopped before its first checkpoint; starting it again")
     else:
-        if args.epochs < 1:
-            raise HilError("--epochs must be at least 1")
+        if args.seed < 0:
+            raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
         if args.checkpoint_every < 1:
             raise HilError("--checkpoint-every must be at least 1")
+        if args.common_mode is not None and not args.common_mode > 0:
+            raise HilError("--common-mode must be above 0 µS (inf turns it off)")
         params = TrainParams(
             bench=str(Path(args.bench).resolve()) if args.bench else None,
-            network=args.network, hidden=args.hidden, epochs=args.epochs, seed=args.seed,
+            network=args.network, hidden=args.hidden, epochs=args.epochs or 20, seed=args.seed,
             data=str(Path(args.data).resolve()) if args.data else None, update=args.update,
             failures=args.failures,
             fault_map=str(Path(args.fault_map).resolve()) if args.fault_map else None,
             checkpoint_every=args.checkpoint_every,
             registry=str(Path(args.registry).resolve()) if args.registry else None,
-            exclude_flagged=args.exclude_flagged,
+            exclude_flagged=args.exclude_flagged, common_mode_uS=args.common_mode,
         )
         if args.dry_run:
             from hil.backends.dryrun import dry_run
 
             return dry_run(params, prepare)
-        out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (out / "run.sqlite").exists():
-            raise HilError(f"{out}: a run is already there (use --resume {out} to continue it)")
+        out = RunStore.check_new(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         state = None
     bench, backend, trainer = prepare(
         params, say=say, flagged=lambda bench: flagged_cells(bench, params, say))
-    if not args.resume:
-        store = RunStore(out)  # only once the run can start: a refused start leaves nothing
-        console.attach(store.dir)
-    try:
-        if state is None:
-            store.put_meta(
-                params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
+    with contextlib.ExitStack() as guard:  # a refusal from here on leaves the bench safe
+        guard.callback(backend.close)
+        if not args.resume:
+            # only once the run can start (a refused start leaves nothing), whole or not at all
+            store = RunStore.create(
+                out, params=asdict(params), network=trainer.spec.name, bench_name=bench.name,
                 bench_file=bench.text, data=trainer.digits.identity(),
-                config=asdict(trainer.cfg), kind="train",
+                config=asdict(trainer.cfg), kind="train", started=now(),
                 layout={name: lay.to_json() for name, lay in layouts(bench).items()},
+                instruments=instrument_identities(backend),
                 failed_devices={MODE_NAMES[int(m)]: int(n) for m, n in
                                 zip(*np.unique(getattr(backend, "mode", np.zeros(1)),
                                                return_counts=True), strict=True)},
             )
-        else:
+            console.attach(store.dir)
+        elif state is not None:
             trainer.load_state_dict(state)
             say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
-        with _terminate_as_interrupt(), backend:
+        if bench.backend == "instruments":
+            def recovered() -> None:
+                total, differ = reread(trainer, bench.sim.read_noise)
+                say(f"re-read {total} devices: {differ} differ beyond read noise (adopted)")
+
+            trainer.backend = JournaledBackend(backend, store, reopen=lambda: make_backend(bench),
+                                               recovered=recovered, say=say)
+            if args.resume:  # pulses since the checkpoint (or the start) are in the journal
+                _same_bench(store, bench, backend, params, args.accept_bench, say)
+                found = reconcile(trainer, store, bench.sim.read_noise)
+                say(found.words())
+                store.save_checkpoint(trainer.epoch * len(trainer.order) + trainer.position,
+                                      trainer.state_dict())
+        guard.pop_all()
+    try:
+        with terminate_as_interrupt(), trainer.backend, store.running():
             if trainer.prepared is None:
                 store.put_progress("preparing", epoch=0, epochs=params.epochs)
                 say("preparing the arrays: pre-set, stuck-on check, cancelling stuck devices ...")
@@ -142,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 say(_prepared_words(done))
                 store.save_checkpoint(0, trainer.state_dict())  # preparation is never repeated
             _train(store, trainer, params)
-        summary = _finish(store, trainer, bench)
+            summary = _finish(store, trainer, bench)
         accuracy = 100 * summary["test_accuracy"]
         console.result(f"{summary['network']}: test accuracy {accuracy:.2f} % after "
                        f"{summary['epochs']} epochs, {summary['pulses']['set']} SET + "
@@ -153,6 +177,62 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()  # a finished run leaves no -wal/-shm files
     return 0
+
+
+def _reopen(args: argparse.Namespace, say) -> tuple[RunStore, TrainParams, dict | None]:
+    """The run ``--resume`` names, its parameters (``--epochs`` raised if asked) and its last
+    checkpoint; refuses in one line what cannot be continued exactly."""
+    store = RunStore(args.resume)
+    meta = store.meta()
+    if "params" not in meta:
+        raise HilError(f"{args.resume}: the run stopped before it started; start a new one")
+    params = TrainParams(**meta["params"])
+    state = store.load_checkpoint()
+    if state is not None and state.get("format") != CHECKPOINT_FORMAT:
+        raise HilError(f"{args.resume}: the checkpoint was written by another version of "
+                       "memristor-hil and cannot be resumed; start a new run")
+    done = len(state["history"]) if state is not None else 0
+    if args.epochs is not None and args.epochs != params.epochs:
+        if args.epochs < done:
+            raise HilError(f"{args.resume}: {done} epochs are already trained; --epochs "
+                           f"{args.epochs} cannot undo them (start a new run)")
+        # the schedule (order, learning rate) depends on the epoch only, never on the count:
+        # training to N then on to M is exactly training to M
+        say(f"{args.resume}: epochs {params.epochs} -> {args.epochs}")
+        params = replace(params, epochs=args.epochs)
+        store.put_meta(params=asdict(params))
+    elif store.state == "complete":
+        raise HilError(f"{args.resume}: the run is complete ({done} epochs); pass --epochs N "
+                       f"with N > {done} to train it further")
+    if state is None:
+        say(f"{args.resume}: stopped before its first checkpoint; starting it again")
+    return store, params, state
+
+
+def _same_bench(store: RunStore, bench: Bench, backend: Backend, params: TrainParams,
+                accept: bool, say) -> None:
+    """Refuse to resume on instruments other than the run's, or on chips swapped since it
+    started, unless ``accept`` (then say so)."""
+    meta = store.meta()
+    problems = []
+    then, now_ = meta.get("instruments") or {}, instrument_identities(backend) or {}
+    problems += [f"{k} was {then[k]!r}, now {now_.get(k)!r}" for k in then
+                 if then[k] != now_.get(k)]
+    registry = Path(params.registry) if params.registry else default_path()
+    if registry.exists() and "started" in meta:
+        with Registry(registry) as reg:
+            swapped = np.intersect1d(reg.replaced_since(bench, meta["started"]),
+                                     np.concatenate([bench.array_devices(a).ravel()
+                                                     for a in bench.arrays]))
+        if swapped.size:
+            problems.append(f"{swapped.size} cells of this network were replaced since the run "
+                            "started")
+    if not problems:
+        return
+    if not accept:
+        raise HilError(f"{store.dir}: not the bench this run started on: {'; '.join(problems)} "
+                       "(--accept-bench continues on it anyway)")
+    say(f"continuing on another bench (--accept-bench): {'; '.join(problems)}")
 
 
 # Images (epochs x training images) after which the default rule has reached 90 % in every
@@ -187,11 +267,15 @@ def _prepared_words(done: dict[str, int]) -> str:
 PROGRESS_EVERY = 1.0  # seconds between progress records for hil watch
 
 
-def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None:
+def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams, desc: str = "train",
+           first: int = 0) -> None:
+    """Train to the trainer's last epoch with a progress bar, checkpoints, progress records and
+    a row per epoch (``first``: the epoch the bar starts from, a repair's first)."""
     n = len(trainer.order)
-    total = params.epochs * n
-    start = trainer.epoch * n + trainer.position  # a resumed run's rate counts from here
-    bar = console.bar(total=total, initial=start, unit="img", desc="train")
+    epochs = trainer.cfg.epochs
+    total = (epochs - first) * n
+    start = (trainer.epoch - first) * n + trainer.position  # a resumed run counts from here
+    bar = console.bar(total=total, initial=start, unit="img", desc=desc)
     every = params.checkpoint_every
     t0 = time.monotonic()
     last = [0.0]
@@ -199,8 +283,8 @@ def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None
 
     def progress(phase: str, **extra: Any) -> None:
         bench_s = getattr(trainer.backend, "bench_seconds", None)
-        store.put_progress(phase, epoch=trainer.epoch + 1, epochs=params.epochs,
-                           images=trainer.epoch * n + trainer.position, total=total,
+        store.put_progress(phase, epoch=trainer.epoch + 1, epochs=epochs,
+                           images=(trainer.epoch - first) * n + trainer.position, total=total,
                            start_images=start,
                            wall_seconds=time.monotonic() - t0,
                            bench_seconds=None if bench_s is None else float(bench_s), **extra)
@@ -209,7 +293,7 @@ def _train(store: RunStore, trainer: OnlineTrainer, params: TrainParams) -> None
     def on_image(tr: OnlineTrainer) -> None:
         bar.update()
         if tr.position % 200 == 0:
-            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{params.epochs} "
+            bar.set_postfix_str(f"epoch {tr.epoch + 1}/{epochs} "
                                 f"train acc {tr.correct / tr.position:.3f}", refresh=False)
         if tr.position % every == 0:
             store.save_checkpoint(tr.epoch * n + tr.position, tr.state_dict())
@@ -267,16 +351,22 @@ def _finish(store: RunStore, trainer: OnlineTrainer, bench: Bench) -> dict[str, 
         "data": {k: meta["data"][k] for k in ("name", "train", "test")},
         "failed_devices": meta["failed_devices"],
         "prepared": trainer.prepared,
+        # the paper's Fig. 4b: 54.08 % of the devices below 5 uS after training
+        "below_5_uS": float((trainer.conductances() < PRESET_uS).mean()),
     }
+    repairs = store.read_table("repairs")  # hil repair: the accuracy its failures left
+    if not repairs.empty:
+        summary["repairs"] = repairs.to_dict("records")
     store.write_json("summary.json", summary)
     title = f"{summary['network']} ({summary['update']} rule, seed {summary['seed']})"
     epochs = [h["epoch"] for h in hist]
+    found = [(r.after_epoch + 0.5, r.accuracy_before) for r in repairs.itertuples()]
     snaps = trainer.snapshots()
     lays = layouts(bench)
     when = f"after {len(hist)} epochs"
     with console.bar(total=3, unit="plot", desc="plots", leave=False) as bar:
         plots.accuracy_plot(store.dir / ACCURACY, epochs, summary["test_accuracy_per_epoch"],
-                            summary["train_accuracy_per_epoch"], title)
+                            summary["train_accuracy_per_epoch"], title, found)
         bar.update()
         plots.conductance_maps(store.dir / CONDUCTANCE_MAPS, snaps, lays, when)
         bar.update()
@@ -284,17 +374,3 @@ def _finish(store: RunStore, trainer: OnlineTrainer, bench: Bench) -> dict[str, 
         bar.update()
     store.put_progress("done", epoch=len(hist), epochs=len(hist))
     return summary
-
-
-class _terminate_as_interrupt:
-    """SIGTERM takes the same path as Ctrl-C, so the backend is closed safely either way."""
-
-    def __enter__(self) -> None:
-        self._old = signal.signal(signal.SIGTERM, self._raise)
-
-    @staticmethod
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._old)

@@ -14,8 +14,6 @@ declares. :meth:`EmulatedBench.write_timeline` writes every event of the bench o
 from __future__ import annotations
 
 import csv
-import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hil.backends.hardware import wiring
-from hil.bench import Bench, _resolve
+from hil.bench import Bench, dump_toml, standalone_tables
 from hil.emulator.firmware import FirmwareMcu
 from hil.emulator.generators import PulseGenerator, make_generator
 from hil.emulator.mcu import FaultyLink, McuEmulator
@@ -31,7 +29,7 @@ from hil.emulator.model import BenchModel, DeliveredPulse, Wire
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
 
-__all__ = ["EMULATED_WIRING", "BenchModel", "DeliveredPulse", "EmulatedBench"]
+__all__ = ["EMULATED_WIRING", "BenchModel", "DeliveredPulse", "EmulatedBench", "dump_toml"]
 
 # How the emulated bench is wired when the bench file says nothing (docs/timing.md): MCU TRIG
 # OUT 1 to the generator's trigger input, TRIG OUT 2 to SMU line 1, SMU line 2 back to TRIG IN 1,
@@ -79,20 +77,58 @@ class EmulatedBench:
 
     # ---- serving -----------------------------------------------------------------------
 
+    INSTRUMENTS = ("generator", "smu", "mcu")
+
     def start(self) -> EmulatedBench:
-        p = self._ports
-        self.servers = {
-            "generator": LineServer.for_instrument(self.generator, p.get("generator", 0)).start(),
-            "smu": LineServer.for_instrument(self.smu, p.get("smu", 0)).start(),
-            "mcu": LineServer(self.mcu.respond, p.get("mcu", 0)).start(),
-        }
+        for name in self.INSTRUMENTS:
+            self._serve(name)
         return self
+
+    def _serve(self, name: str) -> None:
+        port = self._ports.get(name, 0)
+        try:
+            server = (LineServer(self.mcu.respond, port) if name == "mcu" else
+                      LineServer.for_instrument(getattr(self, name), port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{name}: cannot listen on 127.0.0.1:{port}: "
+                          f"{exc.strerror}") from None
+        self.servers[name] = server.start()
+        self._ports[name] = server.port  # a restarted instrument answers where it did
 
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
         self.servers = {}
         self.mcu.close()
+
+    # ---- faults: power cycles and stalls -----------------------------------------------
+
+    def power_off(self, name: str) -> None:
+        """Switch one instrument off: its connections drop and nothing answers on its port.
+        The devices keep their conductances (they are non-volatile); the switches open."""
+        self.servers.pop(name).stop()
+        with self.model.lock:
+            if name == "mcu":
+                self.model.open_all()
+            else:
+                getattr(self, name).reset()  # outputs off with the power
+
+    def power_on(self, name: str) -> None:
+        """Switch it on again in its power-on state (``*RST`` settings, empty error queue; the
+        MCU with every switch open and an empty table), on the same address as before."""
+        with self.model.lock:
+            if name == "mcu":
+                self.mcu.power_on()
+            else:
+                instrument = getattr(self, name)
+                instrument.reset()
+                instrument.errors.clear()
+        self._serve(name)
+
+    def stall(self, name: str, stalled: bool = True) -> None:
+        """Make one instrument stop answering (``stalled``) or answer again: what it received
+        meanwhile is answered late, as a unit busy in a long operation does."""
+        (self.servers[name].awake.clear if stalled else self.servers[name].awake.set)()
 
     def __enter__(self) -> EmulatedBench:
         return self.start()
@@ -147,15 +183,12 @@ class EmulatedBench:
         return len(rows)
 
     def bench_toml(self, base: Path | None = None) -> str:
-        """The bench file, unchanged but for ``backend = "instruments"``, an ``[instruments]``
-        section pointing at this emulator and the ``[wiring]`` it emulates (paths made
-        absolute)."""
-        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.raw.items()}
-        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments"}
-        raw["boards"] = {**raw.get("boards", {}),
-                         "map": str(_resolve(base, raw.get("boards", {}).get("map",
-                                                                             "board-map.csv")))}
-        raw["sim"] = {**raw.get("sim", {}), "curves": str(self.bench.sim.curves)}
+        """The bench file, unchanged but for ``backend = "instruments"``, ``emulated = true``
+        (so its devices are never taken for a real bench's in the registry), an
+        ``[instruments]`` section pointing at this emulator and the ``[wiring]`` it emulates
+        (paths made absolute)."""
+        raw = standalone_tables(_with_raw(self.bench, self.raw), base)
+        raw["bench"] = {**raw.get("bench", {}), "backend": "instruments", "emulated": True}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
                               self.generator_model, "smu_model": self.smu_model,
                               "mcu_boot_wait": 0.0, **self.resources}
@@ -164,39 +197,3 @@ class EmulatedBench:
 
 def _with_raw(bench: Bench, raw: dict[str, Any]) -> Bench:
     return replace(bench, raw=raw)
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """TOML text of a bench dictionary (tables of scalars and lists, one nesting level for
-    ``[arrays.NAME]``)."""
-    lines: list[str] = []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        subtables = {}
-        for key, value in body.items():
-            if isinstance(value, dict):
-                subtables[key] = value
-            else:
-                lines.append(f"{key} = {_value(value)}")
-        lines.append("")
-        for key, value in subtables.items():
-            table(f"{name}.{key}", value)
-
-    for name, body in data.items():
-        table(name, body)
-    return "\n".join(lines)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to TOML")

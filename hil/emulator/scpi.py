@@ -16,6 +16,7 @@ pyvisa-py's ``TCPIP::host::port::SOCKET`` resources expect.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import socket
@@ -366,6 +367,9 @@ class LineServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, respond: Callable[[bytes], bytes | None], port: int = 0) -> None:
         self.respond = respond
+        self.connections: set[socket.socket] = set()
+        self.awake = threading.Event()  # cleared: the instrument does not answer (stalled)
+        self.awake.set()
         super().__init__(("127.0.0.1", port), _LineHandler)
 
     @classmethod
@@ -385,14 +389,26 @@ class LineServer(socketserver.ThreadingTCPServer):
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection, as an instrument switched off does."""
         self.shutdown()
         self.server_close()
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.awake.set()
 
 
 class _LineHandler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connections.add(self.request)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.request)  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def handle(self) -> None:
         quickack = getattr(socket, "TCP_QUICKACK", None)
@@ -405,6 +421,7 @@ class _LineHandler(socketserver.StreamRequestHandler):
                 return
             if not raw:
                 return
+            self.server.awake.wait()  # type: ignore[attr-defined]  # a stalled unit answers late
             reply = self.server.respond(raw.rstrip(b"\n"))  # type: ignore[attr-defined]
             if reply is not None:
                 try:

@@ -7,6 +7,8 @@
   of its weights lost (both devices of a pair stuck off), and the same network trained in fp32
   with that fraction of its weights dropped: what losing weights costs the network itself, and
   what the devices add to it.
+  With ``--repair-epochs N`` every stuck-off and stuck-on network is then repaired in place as
+  ``hil repair`` does (re-check, write off, fine-tune N epochs) and measured again.
 * ``hidden``: two layers with a range of hidden neurons, in-situ at device precision beside fp32
   backprop of the same network (Fig. 8).
 
@@ -25,7 +27,10 @@ devices were: ``ok`` (none failed), ``mixed`` (failed devices present during tra
 stuck-on), ``stuck_off`` / ``stuck_on`` (a fraction of the trained network's devices replaced
 afterwards), ``pair_off`` (a fraction of its weights lost: both devices of the pair stuck off),
 ``fp32`` (no devices: the float baseline) or ``fp32_dropped`` (the float baseline with a fraction
-of its weights set to zero); ``p`` is the fraction of failed devices (or weights).
+of its weights set to zero), ``stuck_off_repaired`` / ``stuck_on_repaired`` (those networks after
+the repair: ``epoch`` counts the training's epochs plus the repair's); ``p`` is the fraction of
+failed devices (or weights). What each repair found and the pulses it cost go to a second table
+(:data:`REPAIR_COLUMNS`, ``repairs.csv``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from hil.characterization.classify import settings
+from hil.characterization.recheck import recheck
 from hil.errors import HilError
 from hil.faults import STUCK_OFF, STUCK_ON, FailureRate
 from hil.network import NetworkSpec
@@ -55,6 +62,9 @@ from hil.training.trainer import OnlineTrainer
 
 STUDIES = ("curves", "faults", "hidden")
 COLUMNS = ["study", "network", "hidden", "mode", "p", "seed", "epoch", "test_accuracy"]
+REPAIR_COLUMNS = ["network", "mode", "p", "seed", "moved", "written_off", "epochs",
+                  "test_pulses", "cancel_pulses", "tune_pulses", "training_pulses",
+                  "accuracy_before", "accuracy_after"]
 FAULT_FRACTIONS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20)
 HIDDEN_SIZES = (5, 10, 20, 40, 60, 80, 100)
 PAPER_FAILURES = "0.0615:0.5"  # 80 of 1300 devices failed on the paper's boards (Fig. 3f)
@@ -70,7 +80,9 @@ class Setup:
     data: str | None = None  # optdigits directory; None: scikit-learn's copy
     bench: str | None = None  # bench file; None: the embedded default bench
     curves: str | None = None  # response-curve CSV replacing the bench's
+    common_mode_uS: float | None = None  # the update rule's low common mode; None: its default
     fractions: tuple[float, ...] = FAULT_FRACTIONS
+    repair_epochs: int = 0  # faults study: repair each network after its failures, N epochs
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class Outcome:
 
     history: tuple[float, ...]
     faults: tuple[tuple[str, float, float], ...] = ()
+    repairs: tuple[dict[str, Any], ...] = ()  # REPAIR_COLUMNS but network and seed
 
 
 def study_trials(study: str, seeds: Sequence[int], setup: Setup,
@@ -132,7 +145,10 @@ def study_rows(study: str, trial: Trial, outcome: Outcome) -> list[dict[str, Any
                 "p": p, "seed": trial.seed, "epoch": epoch, "test_accuracy": accuracy}
 
     if study == "faults":
-        return [row(len(outcome.history), a, mode, p) for mode, p, a in outcome.faults]
+        end = len(outcome.history)
+        return [row(end, a, mode, p) for mode, p, a in outcome.faults] + [
+            row(end + r["epochs"], r["accuracy_after"], f"{r['mode']}_repaired", r["p"])
+            for r in outcome.repairs]
     p = FailureRate.parse(PAPER_FAILURES).rate if trial.mode == "mixed" else 0.0
     return [row(e, a, trial.mode, p) for e, a in enumerate(outcome.history, start=1)]
 
@@ -153,40 +169,61 @@ def run_trial(trial: Trial) -> Outcome:
             bench=setup.bench, network=trial.network, hidden=trial.hidden or None,
             epochs=setup.epochs, seed=trial.seed, data=setup.data, curves=setup.curves,
             failures=PAPER_FAILURES if trial.mode == "mixed" else None,
+            common_mode_uS=setup.common_mode_uS,
         )
         _, _, trainer = prepare(params, digits=digits, say=_quiet)
         history = tuple(h["test_accuracy"] for h in trainer.run())
-        return Outcome(history, inject_faults(trainer, trial.seed, setup.fractions)
-                       if trial.inject else ())
+        if not trial.inject:
+            return Outcome(history)
+        return Outcome(history, *inject_faults(trainer, trial.seed, setup.fractions,
+                                               setup.repair_epochs))
 
 
-def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float]
-                  ) -> tuple[tuple[str, float, float], ...]:
+def inject_faults(trainer: OnlineTrainer, seed: int, fractions: Sequence[float],
+                  repair_epochs: int = 0
+                  ) -> tuple[tuple[tuple[str, float, float], ...], tuple[dict[str, Any], ...]]:
     """Accuracy of a trained network after replacing a fraction p of its devices by stuck-off
     or stuck-on ones, and after losing a fraction p of its weights (``pair_off``: both devices
-    of the pair stuck off), which tells what the devices add to the loss of the weights.
+    of the pair stuck off), which tells what the devices add to the loss of the weights. With
+    ``repair_epochs``, each stuck-off and stuck-on network is then repaired (:func:`repair`).
 
     The failed devices of a larger fraction include those of a smaller one, and both device
     modes hit the same devices, so the curves compare like with like; every measurement starts
-    from the same copy of the trained backend state (including its noise generator).
+    from the same copy of the trained state (including the backend's noise generator).
     """
-    backend = trainer.backend
-    devices = np.concatenate([layer.devices.ravel() for layer in trainer.layers])
+    devices = trainer.devices()
     pairs = devices.reshape(-1, 2)  # G+ and G- sit in adjacent columns
     order = np.random.default_rng([seed, 5]).permutation(devices)
     pair_order = pairs[np.random.default_rng([seed, 6]).permutation(len(pairs))]
-    trained = backend.state_dict()
-    out = []
+    trained = trainer.state_dict()
+    out, repairs = [], []
     # a fraction p of the units fails: devices, or pairs (a row of two device indices)
     for mode, code, units in (("stuck_off", STUCK_OFF, order), ("stuck_on", STUCK_ON, order),
                               ("pair_off", STUCK_OFF, pair_order)):
         for p in fractions:
-            modes = trained["mode"].copy()
+            modes = trained["backend"]["mode"].copy()
             modes[units[: round(p * len(units))]] = code
-            backend.set_modes(modes)
+            trainer.backend.set_modes(modes)
             out.append((mode, p, trainer.evaluate()))
-            backend.load_state_dict(trained)
-    return tuple(out)
+            if repair_epochs and mode != "pair_off":
+                repairs.append({"mode": mode, "p": p, "accuracy_before": out[-1][2],
+                                **repair(trainer, repair_epochs)})
+            trainer.load_state_dict(trained)
+    return tuple(out), tuple(repairs)
+
+
+def repair(trainer: OnlineTrainer, epochs: int) -> dict[str, Any]:
+    """Repair a trained network whose devices failed, as ``hil repair`` does: re-check every
+    device, write off the failed ones and fine-tune ``epochs`` epochs; what it found and cost."""
+    last = trainer.history[-1]
+    found = recheck(trainer.backend, trainer.devices(), trainer.conductances(),
+                    settings(trainer.backend.bench))
+    done = trainer.repair(found.failed, found.g, epochs)
+    return {"moved": int(found.moved.sum()), "written_off": done["failed"],
+            "epochs": done["epochs"], "test_pulses": found.counts.pulses,
+            "cancel_pulses": done["pulses"], "tune_pulses": done["tune_pulses"],
+            "training_pulses": last["set_pulses"] + last["reset_pulses"],
+            "accuracy_after": done["accuracy"]}
 
 
 def drop_weights(weights: list[np.ndarray], digits: Digits, seed: int,
@@ -252,9 +289,10 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
 def run_studies(plan: Mapping[str, Sequence[Trial]], executor: Executor,
                 progress: bool = True,
                 on_rows: Callable[[str, pd.DataFrame], None] | None = None
-                ) -> dict[str, pd.DataFrame]:
-    """``results.csv`` of every study in ``plan``; a training several studies share runs once.
-    ``on_rows(study, rows)`` gets each study's rows of a training as soon as it finishes."""
+                ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """``results.csv`` of every study in ``plan`` (a training several studies share runs once)
+    and what each repair found and cost (``repairs.csv``, REPAIR_COLUMNS). ``on_rows(study,
+    rows)`` gets each study's rows of a training as soon as it finishes."""
     trainings: dict[Trial, Trial] = {}
     for trials in plan.values():
         for t in trials:
@@ -272,10 +310,14 @@ def run_studies(plan: Mapping[str, Sequence[Trial]], executor: Executor,
 
     outcomes = dict(zip(trainings, run_trials(unique, executor, progress,
                                               finished if on_rows else None), strict=True))
-    return {study: pd.DataFrame([r for t in trials
-                                 for r in study_rows(study, t, outcomes[t.training])],
-                                columns=COLUMNS)
-            for study, trials in plan.items()}
+    frames = {study: pd.DataFrame([r for t in trials
+                                   for r in study_rows(study, t, outcomes[t.training])],
+                                  columns=COLUMNS)
+              for study, trials in plan.items()}
+    repairs = pd.DataFrame([{"network": t.network, "seed": t.seed, **r}
+                            for t, outcome in outcomes.items() for r in outcome.repairs],
+                           columns=REPAIR_COLUMNS)
+    return frames, repairs
 
 
 def _leave_interrupts_to_parent() -> None:

@@ -35,9 +35,25 @@ LABELS = {
     ("two", "pair_off"): "two layers, weights lost (pairs stuck-off)",
     ("single", "fp32_dropped"): "single layer, fp32, weights dropped",
     ("two", "fp32_dropped"): "two layers, fp32, weights dropped",
+    ("single", "stuck_off_repaired"): "single layer, stuck-off, repaired",
+    ("single", "stuck_on_repaired"): "single layer, stuck-on, repaired",
+    ("two", "stuck_off_repaired"): "two layers, stuck-off, repaired",
+    ("two", "stuck_on_repaired"): "two layers, stuck-on, repaired",
 }
-FAULT_MODES = ("stuck_off", "stuck_on", "pair_off", "fp32_dropped")
-FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "pair_off": "D", "fp32_dropped": "s"}
+FAULT_MODES = ("stuck_off", "stuck_on", "pair_off", "fp32_dropped", "stuck_off_repaired",
+               "stuck_on_repaired")
+FAULT_MARKERS = {"stuck_off": "o", "stuck_on": "^", "pair_off": "D", "fp32_dropped": "s",
+                 "stuck_off_repaired": "P", "stuck_on_repaired": "v"}
+# the repaired curves in colours of their own (the default cycle has ten, the plot twelve curves)
+REPAIRED_COLOURS = {("single", "stuck_off_repaired"): "tab:olive",
+                    ("single", "stuck_on_repaired"): "tab:cyan",
+                    ("two", "stuck_off_repaired"): "black",
+                    ("two", "stuck_on_repaired"): "darkmagenta"}
+# what a repair must reach (mean over seeds), beside what the paper measured without one
+REPAIR_TARGETS = [("single", "stuck_off", 0.20, 90.0, "64.7"),
+                  ("two", "stuck_off", 0.20, 93.0, "88.06"),
+                  ("single", "stuck_on", 0.10, 88.0, "< 20"),
+                  ("two", "stuck_on", 0.10, 90.0, "≈ 20")]
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -91,16 +107,15 @@ def _pick(s: pd.DataFrame, **where: object) -> pd.DataFrame:
 
 
 def _at_epoch(network: str, mode: str, epoch: int | None) -> Callable[[pd.DataFrame], float | None]:
-    """Mean accuracy at ``epoch`` (None: the last one run); a later epoch than was run reads the
-    last one."""
+    """Mean accuracy at ``epoch`` (None: the last one run); an epoch that was not run is not
+    run (never stood in for by an earlier one)."""
 
     def measure(s: pd.DataFrame) -> float | None:
         part = _pick(s, network=network, mode=mode)
         if part.empty:
             return None
-        last = int(part["epoch"].max())
-        e = last if epoch is None else min(epoch, last)
-        return float(_pick(part, epoch=e)["mean"].iloc[0])
+        at = _pick(part, epoch=int(part["epoch"].max()) if epoch is None else epoch)
+        return None if at.empty else float(at["mean"].iloc[0])
 
     return measure
 
@@ -210,6 +225,39 @@ def data_table(study: str, s: pd.DataFrame) -> str:
     return _md([header, *names], rows)
 
 
+def repair_tables(s: pd.DataFrame, repairs: pd.DataFrame) -> str:
+    """The repairs beside the paper's figures without one, and what each repair cost."""
+    rows = []
+    for net, mode, p, target, paper in REPAIR_TARGETS:
+        before = _faults(net, mode, p, True)(s)
+        after = _faults(net, f"{mode}_repaired", p, True)(s)
+        if after is None:
+            continue
+        what = f"{LABELS[(net, mode)]}, {100 * p:g} %"
+        rows.append([what, paper, f"{before:.2f}", f"{after:.2f}", f"≥ {target:g}",
+                     "yes" if after >= target else "**no**"])
+    targets = _md(["failed after training", "paper, no repair (%)", "this suite, no repair (%)",
+                   "repaired (%)", "target (%)", "met"], rows)
+    spent = repairs[["test_pulses", "cancel_pulses", "tune_pulses"]].sum(axis=1)
+    r = repairs.assign(pulses=spent)
+    r["share"] = 100 * r["pulses"] / r["training_pulses"]
+    g = r.groupby(["network", "mode", "p"], sort=True)
+    cost = g[["moved", "written_off", "epochs", "test_pulses", "cancel_pulses", "tune_pulses",
+              "pulses", "share"]].mean().reset_index()
+    acc = g[["accuracy_before", "accuracy_after"]].mean().reset_index()
+    body = [[f"{'single layer' if c.network == 'single' else 'two layers'}, "
+             f"{c.mode.replace('_', '-')}", f"{100 * c.p:g} %", f"{c.moved:.0f}",
+             f"{c.written_off:.0f}", f"{c.epochs:g}",
+             f"{c.test_pulses:.0f} + {c.cancel_pulses:.0f} + {c.tune_pulses:.0f}",
+             f"{c.share:.2f} %", f"{100 * a.accuracy_before:.2f} → {100 * a.accuracy_after:.2f}"]
+            for c, a in zip(cost.itertuples(), acc.itertuples(), strict=True)]
+    costs = _md(["network, failure", "failed devices", "read differently", "written off",
+                 "repair epochs", "pulses: test + cancel + fine-tune", "of the training's",
+                 "accuracy (%)"], body)
+    return "\n\n".join([targets, "What each repair found and cost (mean over seeds; pulses "
+                         "as a share of the training run's, preparation included):", costs])
+
+
 def _hidden_label(mode: str) -> str:
     return "fp32 backprop" if mode == "fp32" else "device precision (in-situ)"
 
@@ -239,7 +287,8 @@ def plot(study: str, s: pd.DataFrame, path: Path) -> None:
             if mode in FAULT_MODES and not part.empty:
                 ax.errorbar(100 * part["p"], part["mean"], part["sd"], capsize=2, ms=4,
                             marker=FAULT_MARKERS[mode], ls="-" if net == "two" else "--",
-                            alpha=1.0 if mode.startswith("stuck") else 0.55, label=label)
+                            alpha=1.0 if mode.startswith("stuck") else 0.55, label=label,
+                            color=REPAIRED_COLOURS.get((net, mode)))
         ax.set_xticks(100 * np.unique(s["p"]))
         ax.set_xlabel("failed devices (%)")
         ax.set_ylabel("test accuracy (%)")
@@ -273,10 +322,15 @@ TITLES = {
 }
 
 
-def study_markdown(study: str, df: pd.DataFrame, image: str, about: str, level: int = 2) -> str:
-    """Section for one study: plot, the paper's figures beside ours, the full data."""
+def study_markdown(study: str, df: pd.DataFrame, image: str, about: str, level: int = 2,
+                   repairs: pd.DataFrame | None = None) -> str:
+    """Section for one study: plot, the paper's figures beside ours, the full data (and for
+    the faults study, the repairs if it ran them)."""
     s = summarise(df)
     seeds = df["seed"].nunique()
+    repaired = [] if repairs is None or repairs.empty else [
+        "Repaired in place after the failures (`--repair-epochs`), as `hil repair` does:",
+        repair_tables(s, repairs)]
     return "\n\n".join([
         f"{'#' * level} {TITLES[study]}",
         about,
@@ -284,6 +338,7 @@ def study_markdown(study: str, df: pd.DataFrame, image: str, about: str, level: 
         f"Paper vs this suite: mean over {seeds} seed(s); \"within\" allows {TOLERANCE} points "
         "around the paper's number (or beyond its bound).",
         claims_table(study, s),
+        *repaired,
         "Test accuracy (%), mean ± standard deviation over seeds:",
         data_table(study, s),
     ]) + "\n"

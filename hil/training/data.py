@@ -95,3 +95,18 @@ def load_digits(directory: str | Path | None = None, say=print) -> Digits:
         "sklearn-digits-fallback",
         x[:FALLBACK_TRAIN], y[:FALLBACK_TRAIN], x[FALLBACK_TRAIN:], y[FALLBACK_TRAIN:], digest,
     )
+
+
+def write_subset(directory: str | Path, n_train: int, n_test: int) -> Path:
+    """A small data set in the UCI file format (the first ``n_train`` + ``n_test`` images of
+    scikit-learn's copy), for rehearsals and fault drills that must train in seconds."""
+    from sklearn.datasets import load_digits as sk_load
+
+    ds = sk_load()
+    rows = np.hstack([ds.data.astype(int), ds.target[:, None]])
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, part in (("optdigits.tra", rows[:n_train]),
+                       ("optdigits.tes", rows[n_train:n_train + n_test])):
+        (directory / name).write_text("\n".join(",".join(map(str, r)) for r in part) + "\n")
+    return directory

@@ -20,10 +20,17 @@ from hil.pcb import (  # noqa: E402
 
 
 def accuracy_plot(path: Path, epochs: list[int], test: list[float], train: list[float],
-                  title: str) -> None:
+                  title: str, found: list[tuple[float, float]] = ()) -> None:
+    """Accuracy vs epoch; ``found``: (epoch, test accuracy) of the network as ``hil repair``
+    found it after its devices failed, drawn between the training and the repair's epochs."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(epochs, 100 * np.asarray(test), "o-", label="test (measured through the arrays)")
     ax.plot(epochs, 100 * np.asarray(train), "s--", alpha=0.6, label="train (running)")
+    if found:
+        x, acc = zip(*found, strict=True)
+        ax.plot(x, 100 * np.asarray(acc), "rX", ms=9, label="test, devices failed (repaired after)")
+        for xi in x:
+            ax.axvline(xi, color="r", alpha=0.3, lw=1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _finish_line_plot(fig, ax, path, "epoch", "accuracy (%)", title)
 

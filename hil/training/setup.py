@@ -38,6 +38,7 @@ class TrainParams:
     registry: str | None = None
     exclude_flagged: bool = False
     curves: str | None = None  # response-curve CSV replacing the bench's (sim backend only)
+    common_mode_uS: float | None = None  # low common mode threshold; None: the trainer's default
 
 
 def prepare(params: TrainParams, digits: Digits | None = None, say=print,
@@ -72,4 +73,6 @@ def prepare(params: TrainParams, digits: Digits | None = None, say=print,
         backend = clocked(backend)
     config = TrainConfig(network=spec.name, epochs=params.epochs, seed=params.seed,
                          update=params.update, checkpoint_every=params.checkpoint_every)
+    if params.common_mode_uS is not None:
+        config = replace(config, common_mode_uS=params.common_mode_uS)
     return bench, backend, OnlineTrainer(backend, digits, config, excluded=excluded)

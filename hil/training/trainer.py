@@ -19,6 +19,11 @@ Update rules:
   Devices seen stuck (or flagged by characterisation) are never pulsed; their partner moves the
   weight. The learning rate decays per epoch.
 
+  With ``common_mode_uS`` (10 uS; ``hil train --common-mode``) a weight that must move RESETs its
+  partner first while the partner carries more than that: one device of each pair then stays near
+  the floor (a low common mode), so a device that fails later leaves a small wrong weight rather
+  than a large one.
+
 Before the first image the arrays are prepared (:meth:`OnlineTrainer.prepare_arrays`): every
 device is pre-set low, as in the paper; a high device that RESET pulses do not move is stuck on,
 and the partner of every stuck device is programmed up to its conductance so the pair starts near
@@ -29,8 +34,9 @@ column can make the network answer one class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +80,7 @@ class TrainConfig:
     stall_fraction: float = 0.04  # a device coming nearer its target by less than this part
     stall_rounds: int = 3  # of its reading over three bursts is given up (stuck, or at its end)
     stuck_fraction: float = 0.1  # given up having moved less than this part of it: stuck
+    common_mode_uS: float = 10.0  # a moving weight RESETs a partner above this first (inf: off)
     paper_threshold: float = 0.002  # |eta dw| that triggers a pulse pair under ``paper``
     checkpoint_every: int = 1000  # images
 
@@ -177,9 +184,25 @@ class OnlineTrainer:
             stuck = gave_up & (g0 - layer.g[r, c] < cfg.stuck_fraction * g0)
             layer.dead[r[stuck], c[stuck]] = True
             stuck_on += int(stuck.sum())
+        self.prepared = {
+            "preset": sum(r.size for r, _ in high),
+            "stuck_on": stuck_on,
+            **self._cancel_stuck([layer.dead for layer in self.layers]),
+            "pulses": 0,
+        }
+        self.prepared["pulses"] = self.backend.counts.pulses - pulses
+        return self.prepared
+
+    def _cancel_stuck(self, which: list[np.ndarray]) -> dict[str, int]:
+        """Program the live partner of every stuck device in ``which`` (a mask per layer) that
+        reads high up to its conductance, so the pair sits near w = 0, and let training SET
+        that partner back up to the level it reached; a partner that SET bursts cannot lift
+        off the floor is stuck (off) itself. Returns how many were cancelled, how many only
+        partly (the partner short of ``cancel_tolerance``) and how many not at all."""
+        cfg = self.cfg
         partners, stuck_high = [], 0
-        for layer in self.layers:
-            r, c = np.nonzero(layer.dead & (layer.g > cfg.g_preset))
+        for layer, mask in zip(self.layers, which, strict=True):
+            r, c = np.nonzero(mask & layer.dead & (layer.g > cfg.g_preset))
             stuck_high += r.size
             alive = ~layer.dead[r, c ^ 1]
             partners.append((r[alive], c[alive] ^ 1))
@@ -188,22 +211,61 @@ class OnlineTrainer:
                              cfg.cancel_tolerance)
         short = cancelled = 0
         for layer, (r, c), (converged, gave_up) in zip(self.layers, partners, done, strict=True):
-            # a partner that SET bursts could not lift off the floor is stuck (off) itself
             stuck = gave_up & (layer.g[r, c] < cfg.g_preset)
             layer.dead[r[stuck], c[stuck]] = True
             layer.ceiling[r, c] = np.maximum(cfg.g_high, layer.g[r, c] - cfg.cancel_tolerance)
             cancelled += int((~stuck).sum())
             short += int((~converged & ~stuck).sum())
             layer.refresh_masks(cfg)
-        self.prepared = {
-            "preset": sum(r.size for r, _ in high),
-            "stuck_on": stuck_on,
-            "cancelled": cancelled,  # stuck devices whose partner was programmed against them
-            "partly": short,  # ... of which the partner stayed short of cancel_tolerance
-            "uncancelled": stuck_high - cancelled,  # no live partner: a weight fixed for good
-            "pulses": self.backend.counts.pulses - pulses,
-        }
-        return self.prepared
+        return {"cancelled": cancelled, "partly": short, "uncancelled": stuck_high - cancelled}
+
+    # ---- repair after failures ----------------------------------------------------------
+
+    def devices(self) -> np.ndarray:
+        """Flat indices of every device of the network, layer by layer, row-major."""
+        return np.concatenate([layer.devices.ravel() for layer in self.layers])
+
+    def conductances(self) -> np.ndarray:
+        """The host's measured conductances, in the order of :meth:`devices`."""
+        return np.concatenate([layer.g.ravel() for layer in self.layers])
+
+    def write_off(self, failed: np.ndarray, g: np.ndarray) -> dict[str, int]:
+        """Take devices that failed after training out of the network: ``g`` is a fresh reading
+        of every device (order of :meth:`devices`) and replaces the host's copy; the ``failed``
+        ones (flat indices) are never pulsed again, and those that read high are cancelled by
+        their partners as the preparation cancels stuck-on devices. Returns what it did."""
+        pulses = self.backend.counts.pulses
+        new = []
+        start = 0
+        for layer in self.layers:
+            n = layer.devices.size
+            layer.g = g[start : start + n].reshape(layer.devices.shape).copy()
+            start += n
+            mask = np.isin(layer.devices, failed) & ~layer.dead
+            layer.dead |= mask
+            layer.refresh_masks(self.cfg)
+            new.append(mask)
+        done = {"failed": int(sum(m.sum() for m in new)), **self._cancel_stuck(new)}
+        done["pulses"] = self.backend.counts.pulses - pulses
+        return done
+
+    def extend(self, epochs: int) -> None:
+        """Let the next :meth:`run` train ``epochs`` more epochs (a repair's fine-tuning)."""
+        self.cfg = replace(self.cfg, epochs=self.epoch + epochs)
+
+    def repair(self, failed: np.ndarray, g: np.ndarray, epochs: int) -> dict[str, Any]:
+        """Repair the trained network in place around devices found failed since training:
+        :meth:`write_off` them, then fine-tune ``epochs`` more epochs with them never pulsed
+        (only if a device was written off: a healthy network is left as it is). Returns what
+        :meth:`write_off` did, the fine-tuning's epochs and pulses and the test accuracy
+        after."""
+        done = self.write_off(failed, g)
+        pulses = self.backend.counts.pulses
+        epochs = epochs if done["failed"] else 0
+        self.extend(epochs)
+        self.run()
+        return {**done, "epochs": epochs, "tune_pulses": self.backend.counts.pulses - pulses,
+                "accuracy": self.history[-1]["test_accuracy"] if epochs else self.evaluate()}
 
     def _program(self, where: list[tuple[np.ndarray, np.ndarray]], targets: list[np.ndarray],
                  tolerance: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -336,10 +398,15 @@ class OnlineTrainer:
         # it) while it can take a SET; else RESET its partner if that can take a RESET; else
         # the weight is at the end of its range: drop the update.
         cols = 2 * c + (a < 0)
+        partner = cols ^ 1
         use_set = layer.can_set[r, cols]
+        if cfg.common_mode_uS < math.inf:
+            # low common mode: RESET a high partner first if it can take a RESET (one written
+            # off cannot: the device itself is SET then, as without the low common mode)
+            use_set &= ~(layer.can_reset[r, partner]
+                         & (layer.g[r, partner] > cfg.common_mode_uS))
         polarity: int | np.ndarray = SET
         if not use_set.all():
-            partner = cols ^ 1
             keep = use_set | layer.can_reset[r, partner]
             acc[r[~keep], c[~keep]] = 0.0
             r, c, a, use_set = r[keep], c[keep], a[keep], use_set[keep]
@@ -417,6 +484,8 @@ class OnlineTrainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise HilError("the checkpoint was written by another version of memristor-hil and "
                            "cannot be resumed; start a new run")
+        # a repair extends a finished run by its own epochs: the checkpoint knows how many
+        self.cfg = replace(self.cfg, epochs=state["config"]["epochs"])
         self.epoch, self.position = state["epoch"], state["position"]
         self.correct = state["correct"]
         self._block = state["block"]

@@ -145,11 +145,9 @@ def run_state(data: RunData, now: float) -> tuple[str, str]:
     recorded = data.meta.get("state")
     if isinstance(recorded, dict):
         recorded = recorded.get("state")
-    if isinstance(recorded, str) and recorded:
-        state = "done" if recorded in DONE_STATES else recorded
-        if state == "running":
-            state = data.progress.get("phase", "running")
-        return state, ""
+    # "running" is also what a killed run leaves: then progress (and its age) tells
+    if isinstance(recorded, str) and recorded and recorded != "running":
+        return ("done" if recorded in DONE_STATES else recorded), ""
     if data.summary is not None or data.progress.get("phase") == "done":
         return "done", ""
     phase = data.progress.get("phase")

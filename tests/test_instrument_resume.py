@@ -1,0 +1,176 @@
+"""Resume on instruments reconciles with the bench: pulses fired after the checkpoint are
+counted, in-flight batches named, the arrays re-read and adopted, and a different bench refused
+unless accepted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hil.bench import load_bench
+from hil.cli import main
+from hil.emulator import EmulatedBench, dump_toml
+from tests.conftest import write_optdigits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_optdigits(tmp_path_factory.mktemp("tiny"), 12, 10)
+
+
+def _delivered(emu: EmulatedBench, since: int = 0) -> int:
+    """Pulses the cells received, counted per device as the record counts them."""
+    return sum(len(p.devices) for p in emu.pulses[since:])
+
+
+def _kill_after_a_checkpoint(emu, path, tiny, out) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data", str(tiny),
+         "--network", "single", "--epochs", "4", "--checkpoint-every", "4",
+         "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if (out / "run.sqlite").exists():
+            db = sqlite3.connect(out / "run.sqlite")
+            try:
+                row = db.execute("SELECT images FROM checkpoint").fetchone()
+                journal = db.execute("SELECT count(*) FROM journal WHERE state = 'applied'"
+                                     ).fetchone()[0]
+            except sqlite3.OperationalError:
+                row, journal = None, 0
+            finally:
+                db.close()
+            if row and row[0] > 0 and journal > 0:  # pulses fired after a checkpoint
+                break
+    assert proc.poll() is None, proc.communicate()[1].decode()[-800:]
+    proc.kill()
+    proc.wait()
+
+
+def test_a_killed_run_resumes_on_the_bench_and_counts_every_pulse(tiny, tmp_path, capsys):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        path = tmp_path / "emu.toml"
+        path.write_text(emu.bench_toml())
+        out = tmp_path / "run"
+        _kill_after_a_checkpoint(emu, path, tiny, out)
+        emu.model.open_all()  # what power-on of a killed host's bench does
+        for inst in (emu.generator, emu.smu):
+            inst.reset()
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out)]) == 0
+        err = capsys.readouterr().err
+        found = re.search(r"re-read 1300 devices: (\d+) differ.*?fired after the checkpoint",
+                          err)
+        assert found, err
+        flight = re.search(r"in flight at the stop \((\d+) pulses", err)
+        in_flight = int(flight[1]) if flight else 0
+        assert emu.is_safe()
+        delivered = _delivered(emu)
+    summary = json.loads((out / "summary.json").read_text())
+    recorded = summary["pulses"]["set"] + summary["pulses"]["reset"]
+    assert recorded <= delivered <= recorded + in_flight
+
+
+def test_a_different_bench_is_refused_unless_accepted(tiny, tmp_path, capsys):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        path = tmp_path / "emu.toml"
+        path.write_text(emu.bench_toml())
+        out = tmp_path / "run"
+        _kill_after_a_checkpoint(emu, path, tiny, out)
+        emu.smu.idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04999999,1.7.12b"  # another unit
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "not the bench this run started on" in err[-1] and "04999999" in err[-1]
+        assert emu.is_safe()
+        assert main(["train", "--resume", str(out), "--accept-bench"]) == 0
+        assert "continuing on another bench" in capsys.readouterr().err
+
+
+def _fault_when_pulsing(emu, fault) -> threading.Thread:
+    def act():
+        deadline = time.monotonic() + 120
+        while len(emu.pulses) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fault()
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+def _power_cycle(emu, name):
+    def cycle():
+        emu.power_off(name)
+        time.sleep(2.0)
+        emu.power_on(name)
+    return cycle
+
+
+def _stall(emu, name, seconds):
+    def stall():
+        emu.stall(name)
+        time.sleep(seconds)
+        emu.stall(name, False)
+    return stall
+
+
+@pytest.mark.parametrize("fault", ["restart_smu", "restart_mcu", "stall_generator"])
+def test_a_lost_or_silent_instrument_pauses_the_run_which_then_continues(tiny, tmp_path, capsys,
+                                                                        fault):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        raw = tomllib.loads(emu.bench_toml())
+        raw["instruments"]["timeout"] = 0.5
+        raw["recovery"] = {"wait": 30}
+        path = tmp_path / "emu.toml"
+        path.write_text(dump_toml(raw))
+        action = {"restart_smu": _power_cycle(emu, "smu"),
+                  "restart_mcu": _power_cycle(emu, "mcu"),
+                  "stall_generator": _stall(emu, "generator", 2.0)}[fault]
+        thread = _fault_when_pulsing(emu, action)
+        rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",
+                   "--epochs", "3", "--out", str(tmp_path / "run")])
+        thread.join(30)
+        err = capsys.readouterr().err
+        assert rc == 0, err[-1500:]
+        assert "pausing the run" in err and "answer again" in err and "re-read 1300" in err
+        assert emu.is_safe()
+        delivered = _delivered(emu)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["pulses"]["set"] + summary["pulses"]["reset"] <= delivered
+
+
+def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsys):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        raw = tomllib.loads(emu.bench_toml())
+        raw["instruments"]["timeout"] = 0.5
+        raw["recovery"] = {"wait": 2}
+        path = tmp_path / "emu.toml"
+        path.write_text(dump_toml(raw))
+        thread = _fault_when_pulsing(emu, lambda: emu.power_off("smu"))
+        rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",
+                   "--epochs", "3", "--out", str(tmp_path / "run")])
+        thread.join(30)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "did not answer again within 2 s" in err[-1], err[-3:]
+        emu.power_on("smu")
+        assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+        assert emu.is_safe()
