@@ -172,18 +172,21 @@ class McuEmulator(FaultyLink):
         self.executed: list[str] = []  # commands executed (retransmissions excluded)
         self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._cell_cache: dict[Route, tuple[np.ndarray, np.ndarray]] = {}
-
-    def power_on(self) -> None:
-        """The state after power-up: every switch open, the route table empty and idle, no
-        frame remembered (a retransmission after a restart is a new command)."""
-        self.model.open_all()
-        self.table, (self.table_state, self.pos) = [], ("idle", 0)
-        self._last = None
-        self._cache.clear()
         self.watchdog_ms, self.watchdog_expired = 0, 0
         self._fed = time.monotonic()
         self._watchdog: threading.Thread | None = None
         self._closed, self._wake = threading.Event(), threading.Event()
+
+    def power_on(self) -> None:
+        """The state after power-up: every switch open, the route table empty and idle, no
+        frame remembered (a retransmission after a restart is a new command), the watchdog
+        disarmed (protocol section 4.4)."""
+        self.model.open_all()
+        self.table, (self.table_state, self.pos) = [], ("idle", 0)
+        self._last = None
+        self._cache.clear()
+        self._cell_cache.clear()
+        self.watchdog_ms = 0
 
     def close(self) -> None:
         """Stop the watchdog thread (if one runs)."""
