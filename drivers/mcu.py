@@ -11,6 +11,10 @@ switch read-back matched (:meth:`MuxController.set_route` sets and verifies it,
 its ``TBL CRC`` matched, paced by the MCU itself (protocol version 2: set entry, read back,
 settle, raise TRIG OUT, wait for the completion edge or a dwell, step), and its data counts only
 if ``TBL STAT`` reports every entry done with exactly the expected trigger edges.
+
+With a host watchdog (``watchdog=`` seconds) the MCU opens every switch when the host falls
+silent, so a host killed outright leaves no cell connected; a background thread keeps the link
+alive while the host is busy elsewhere (waiting for an instrument, computing).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +43,13 @@ DEFAULT_MAX_FRAME = 256  # bytes: what a UART-bridged board with a small buffer 
 DEFAULT_BAUD = 115200
 PROTOCOL = "2"
 FRAME_OVERHEAD = 12  # "<seq> " + " *XXXX\n" around a command, seq up to 3 digits
-_FRAME = re.compile(rb"^(\d{1,3}|-) (.+) \*([0-9A-F]{4})$")
+# Host-side allowance per table entry on top of a run's expected duration: covers an MCU whose
+# link stalls while it paces (a USB CDC stack serviced between entries) and an MCU emulated in
+# software, whose replies come after it computed the run. A real failure is still caught: the
+# run's reply budget grows with its length, never without bound.
+ENTRY_ALLOWANCE = 5e-3  # s
+_FRAME = re.compile(rb"^(\d{1,3}|-) ([\x20-\x7e]+) \*([0-9A-F]{4})\Z")  # printable ASCII only
+_HEX3 = re.compile(r"[0-9A-F]{3}\Z")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,7 +81,7 @@ def decode_frame(line: bytes) -> tuple[int | None, str]:
     Raises :class:`FrameError` for a line that is too long, malformed, or fails its checksum."""
     if len(line) > MAX_LINE:
         raise FrameError("LONG", line[:64])
-    stripped = line.rstrip(b"\n").rstrip(b"\r")
+    stripped = line.removesuffix(b"\n").removesuffix(b"\r")
     match = _FRAME.match(stripped)
     if match is None:
         raise FrameError("FRAME", line)
@@ -198,9 +209,7 @@ class Route:
                 groups = []
                 for arg in args:
                     b, c, m = arg.split(":")
-                    if len(m) != 3:
-                        raise ValueError(m)
-                    groups.append((_decimal(b), _decimal(c), int(m, 16)))
+                    groups.append((_decimal(b), _decimal(c), _hex3(m)))
                 return cls(kind, tuple(groups))
         except ValueError as exc:
             if isinstance(exc, RouteSyntaxError):
@@ -227,9 +236,16 @@ class Route:
 
 
 def _decimal(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(text)
     return int(text)
+
+
+def _hex3(text: str) -> int:
+    """A row mask: exactly three upper-case hex digits."""
+    if not _HEX3.match(text):
+        raise ValueError(text)
+    return int(text, 16)
 
 
 def table_crc(routes: Sequence[Route]) -> int:
@@ -361,6 +377,7 @@ class MuxController:
         identify: bool = True,
         boot_wait: float = 0.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        watchdog: float | None = None,
     ) -> None:
         """``boot_wait``: seconds to wait after opening the port before the first byte (boards
         that reset on DTR run a bootloader first); ``max_frame``: the longest frame to send,
@@ -385,8 +402,15 @@ class MuxController:
         self._table: tuple[Route, ...] | None = None
         self._pacing: Pacing | None = None
         self.expected_boards = None if boards is None else tuple(sorted(boards))
+        self._lock = threading.RLock()  # one command in flight, keep-alives included
+        self._last_io = time.monotonic()
+        self._keepalive: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.watchdog_expired = 0
         self._start_link(boot_wait)
         self.identity = self.identify() if identify else None
+        if watchdog:
+            self.start_watchdog(watchdog)
 
     def _start_link(self, boot_wait: float) -> None:
         """Wait out a reset-on-open, then end any partial line the MCU holds with a bare
@@ -411,12 +435,20 @@ class MuxController:
         self._seq = 0 if self._seq < 0 else self._seq % 255 + 1
         return self._seq
 
-    def transact(self, text: str) -> str:
+    def transact(self, text: str, timeout: float | None = None) -> str:
         """Send one command and return the data of its ``OK`` reply.
 
-        Retransmits the same frame on NAK, timeout or a corrupt reply, at most ``retries``
-        times; discards stale replies (other seq). ``ERR`` raises :class:`MuxCommandError`.
+        Waits ``timeout`` s (default: the link's) for each reply; retransmits the same frame on
+        NAK, timeout or a corrupt reply, at most ``retries`` times; discards stale replies
+        (other seq). ``ERR`` raises :class:`MuxCommandError`.
         """
+        with self._lock:
+            try:
+                return self._transact(text, self.timeout if timeout is None else timeout)
+            finally:
+                self._last_io = time.monotonic()
+
+    def _transact(self, text: str, timeout: float) -> str:
         seq = self._next_seq()
         frame = encode_frame(seq, text)
         if len(frame) > self.max_frame:
@@ -425,7 +457,7 @@ class MuxController:
         problem = "no attempt"
         for _ in range(self.retries + 1):
             self._send(frame)
-            outcome = self._await_reply(seq)
+            outcome = self._await_reply(seq, timeout)
             if isinstance(outcome, str):
                 kind, _, data = outcome.partition(" ")
                 if kind == "OK":
@@ -457,9 +489,10 @@ class MuxController:
         self.stats.attempts += 1
         self.stats.bytes_out += len(frame)
 
-    def _await_reply(self, seq: int) -> str | _Failure:
-        """The text of the reply to ``seq``, or a :class:`_Failure` (timeout, corrupt)."""
-        deadline = time.monotonic() + self.timeout
+    def _await_reply(self, seq: int, timeout: float) -> str | _Failure:
+        """The text of the reply to ``seq`` within ``timeout`` s, or a :class:`_Failure`
+        (timeout, corrupt)."""
+        deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -601,32 +634,89 @@ class MuxController:
         self.pace(pacing)
         self._verified = None
         n = len(self._table)
-        self.transact("TBL RUN")
-        duration = pacing.seconds(n)
-        deadline = time.monotonic() + 2 * duration + 1.0
-        status = self.table_status()
-        if status.state == "running" and duration > 1e-3:
+        duration, lasts = pacing.seconds(n), self.run_allowance(pacing, n)
+        budget = lasts + (self.retries + 1) * self.timeout
+        started = time.monotonic()
+        run_end, deadline = started + lasts, started + budget
+
+        def status() -> TableStatus:  # a reply may come as late as the run's end
+            return self.table_status(self.timeout + max(0.0, run_end - time.monotonic()))
+
+        self.transact("TBL RUN", timeout=self.timeout + lasts)
+        state = status()
+        if state.state == "running" and duration > 1e-3:
             time.sleep(duration)  # the shortest the run can take
-            status = self.table_status()
-        while status.state == "running":
+            state = status()
+        while state.state == "running":
             if time.monotonic() > deadline:
                 self._force_open()
-                raise RouteError(self.name, f"table still running at entry {status.pos} of "
-                                 f"{n} after {2 * duration + 1.0:.3g} s; switches opened")
+                raise RouteError(self.name, f"table still running at entry {state.pos} of "
+                                 f"{n} after {budget:.3g} s; switches opened")
             time.sleep(min(0.01, duration / 10))
-            status = self.table_status()
-        problem = status.problem(expected_edges)
+            state = status()
+        problem = state.problem(expected_edges)
         if problem is not None:
             self._force_open()
             raise RouteError(self.name, f"{problem}; batch discarded, switches opened")
-        return status
+        return state
 
-    def table_status(self) -> TableStatus:
-        text = self.transact("TBL STAT")
+    def run_allowance(self, pacing: Pacing, entries: int) -> float:
+        """Seconds a run of ``entries`` may last: its expected duration twice and
+        :data:`ENTRY_ALLOWANCE` per entry. Replies to ``TBL RUN`` and ``TBL STAT`` are awaited
+        until then plus one link timeout (a fixed reply timeout would fail a long table on an
+        MCU that answers late while it paces), and the host gives up on a run still going one
+        retransmission cycle of the link after it."""
+        return 2 * pacing.seconds(entries) + entries * ENTRY_ALLOWANCE
+
+    def table_status(self, timeout: float | None = None) -> TableStatus:
+        """``TBL STAT``, its reply awaited ``timeout`` s (default: the link's)."""
+        text = self.transact("TBL STAT", timeout)
         try:
             return TableStatus.parse(text)
         except (KeyError, ValueError) as exc:
             raise MuxLinkError(self.name, f"unreadable TBL STAT reply {text!r}") from exc
+
+    # -- host watchdog ------------------------------------------------------------------------
+
+    def start_watchdog(self, seconds: float) -> None:
+        """Arm the MCU's host watchdog (``WDG``) and keep the link alive from a background
+        thread: a ``WDG?`` whenever the link has been idle for a quarter of ``seconds``."""
+        self.transact(f"WDG {round(seconds * 1000)}")
+        if self._keepalive is None:
+            self._stop.clear()
+            self._keepalive = threading.Thread(target=self._keep_alive, args=(seconds / 4,),
+                                               daemon=True, name=f"{self.name} keep-alive")
+            self._keepalive.start()
+
+    def _keep_alive(self, period: float) -> None:
+        while not self._stop.wait(max(0.0, self._last_io + period - time.monotonic())):
+            if time.monotonic() - self._last_io < period:
+                continue
+            try:
+                self.watchdog_status()
+            except (MuxLinkError, MuxCommandError, InstrumentConnectionError):
+                self._last_io = time.monotonic()  # the next command in the foreground fails
+
+    def watchdog_status(self) -> tuple[int, int]:
+        """``(timeout ms, times expired)`` from ``WDG?``. If the watchdog has opened the
+        switches since the last look, the verified route and table are forgotten, so nothing
+        fires on a route that is no longer there."""
+        fields = parse_fields(self.transact("WDG?"))
+        try:
+            ms, expired = int(fields["ms"]), int(fields["expired"])
+        except (KeyError, ValueError) as exc:
+            raise MuxLinkError(self.name, f"unreadable WDG? reply {fields}") from exc
+        with self._lock:
+            if expired != self.watchdog_expired:
+                self._verified, self._table = None, None
+                self.watchdog_expired = expired
+        return ms, expired
+
+    def _stop_keepalive(self) -> None:
+        self._stop.set()
+        if self._keepalive is not None:
+            self._keepalive.join(5)
+            self._keepalive = None
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -639,7 +729,8 @@ class MuxController:
             self.transact("OPEN")
 
     def close(self) -> None:
-        """Open every switch (verified) and close the port."""
+        """Open every switch (verified) and close the port; the watchdog stays armed."""
+        self._stop_keepalive()
         try:
             if self.port.is_open:
                 self.open_all()
@@ -720,10 +811,13 @@ def parse_table_command(args: str) -> tuple[int, list[Route]]:
 
 def _scan_spec(spec: str, args: str) -> list[Route]:
     """Entries of one scan spec ``<kind> <c1>-<c2> <board>:<rowmask> ...``."""
-    kind, span, *masks = spec.split(" ")
+    fields = spec.split(" ")
+    if len(fields) < 2:
+        raise RouteSyntaxError(1, f"bad table scan {args!r}")
+    kind, span, *masks = fields
     try:
         first, last = (_decimal(c) for c in span.split("-"))
-        pairs = [(_decimal(b), int(m, 16)) for b, m in (g.split(":") for g in masks)]
+        pairs = [(_decimal(b), _hex3(m)) for b, m in (g.split(":") for g in masks)]
     except ValueError as exc:
         raise RouteSyntaxError(1, f"bad table scan {args!r}") from exc
     if kind not in ("PUL", "MAC") or not masks or not 1 <= first <= last <= COLS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,20 @@ def private_registry(tmp_path_factory, monkeypatch):
 def small_data(tmp_path_factory) -> Path:
     """A 300/200 image optdigits directory in the UCI format."""
     return write_optdigits(tmp_path_factory.mktemp("digits"), 300, 200)
+
+
+@pytest.fixture(scope="session")
+def firmware_host() -> Path:
+    """The MCU firmware's host build (``make -C firmware host``), built once per session."""
+    import shutil
+    import subprocess
+
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None or shutil.which("make") is None:
+        pytest.skip(f"no C compiler ({cc}) or make on this machine: the firmware's host build "
+                    "cannot be built")
+    root = Path(__file__).resolve().parents[1] / "firmware"
+    done = subprocess.run(["make", "-s", "-C", str(root), "host"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root / "build" / "hil-mux-host"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import serial
 
 from drivers.mcu import decode_frame, encode_frame
 from hil.bench import load_bench
@@ -159,7 +160,7 @@ def test_mcu_routes_read_back_and_refusals(model):
     assert frame(mcu, 4, "MAC 99:1:001")[1] == "ERR 4 board"
     assert frame(mcu, 5, "FROB")[1] == "ERR 2 unknown"
     for seq, v1 in ((6, "TBL ARM"), (7, "TRG")):
-        assert frame(mcu, seq, v1)[1] in ("ERR 1 syntax", "ERR 2 unknown"), "gone in v2"
+        assert frame(mcu, seq, v1)[1] == "ERR 2 unknown", "gone in v2 (protocol section 4)"
     assert frame(mcu, 8, "STATE?") == (8, "OK 3:010:002:010:000"), "refusals change nothing"
     assert frame(mcu, 9, "TBL SCAN 0 MAC 1-3 1:003 2:001") == (9, "OK")
     assert frame(mcu, 10, "TBL GET 2")[1] == "OK MAC 1:3:003 2:3:001"
@@ -421,7 +422,6 @@ def test_mcu_naks_bad_frames_and_answers_retransmissions_without_executing(model
 
 def test_servers_answer_over_tcp(bench):
     import pyvisa
-    import serial
 
     with EmulatedBench(bench, generator="81160A", smu="B2900", seed=0) as emu:
         rm = pyvisa.ResourceManager("@py")
@@ -439,7 +439,8 @@ def test_servers_answer_over_tcp(bench):
         assert 'backend = "instruments"' in emu.bench_toml()
 
 
-def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
+@pytest.mark.parametrize("mcu", ["emulator", "firmware"])
+def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path, request, mcu):
     import argparse
     import threading
 
@@ -449,9 +450,11 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
 
     out = tmp_path / "emu.toml"
     stop, started = threading.Event(), []
+    firmware = str(request.getfixturevalue("firmware_host")) if mcu == "firmware" else None
     timeline = tmp_path / "timeline.csv"
     args = argparse.Namespace(bench=None, write=str(out), generator="81160A", smu="B2900",
-                              seed=None, port=None, timeline=str(timeline))
+                              seed=None, port=None, mcu_firmware=firmware,
+                              timeline=str(timeline))
     thread = threading.Thread(target=serve, args=(args, started.append, stop))
     thread.start()
     try:
@@ -466,15 +469,37 @@ def test_bench_serve_writes_a_bench_file_pointing_at_the_emulator(tmp_path):
         assert raw == {**raw, **started[0].resources}
         assert raw["mcu_port"].startswith("socket://127.0.0.1:")
         assert written.raw["wiring"] == emulated_wiring("81160A")  # the wires it emulates
-        port = serial.serial_for_url(raw["mcu_port"], timeout=2)
+        port = serial.serial_for_url(raw["mcu_port"], timeout=5)
         port.write(encode_frame(0, "SEL 3 2 5"))
         assert decode_frame(port.read_until(b"\n")) == (0, "OK")
+        assert started[0].model.pulse_cells().tolist() == [2 * 120 + 1 * 10 + 4]
         port.close()
     finally:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
     rows = read_timeline(timeline)  # complete once the server stopped
-    assert [(s, e, x) for _, s, e, x in rows] == [("mcu", "switch", "PUL 3:5:002"),
-                                                  ("mcu", "settled", "PUL 3:5:002")]
     assert timeline.read_text().startswith("t_us,source,event,target\n")
+    if mcu == "emulator":
+        assert [(s, e, x) for _, s, e, x in rows] == [("mcu", "switch", "PUL 3:5:002"),
+                                                      ("mcu", "settled", "PUL 3:5:002")]
+    else:  # the firmware's switch changes reach the timeline (their targets are not decoded)
+        assert [(s, e) for _, s, e, _ in rows][:1] == [("mcu", "switch")]
+
+
+def test_bench_serve_refuses_a_missing_firmware_in_one_line(tmp_path, capsys):
+    from hil.cli import main
+
+    assert main(["bench", "serve", "--mcu-firmware", str(tmp_path / "nope"), "--write",
+                 str(tmp_path / "emu.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0] and "make -C firmware host" in err[0]
+
+
+def test_mcu_emulator_answers_every_protocol_vector(model):
+    from tests.mcu_vectors import load_vectors
+
+    mcu = McuEmulator(model)
+    wrong = [(request[:80], expected, got) for request, expected in load_vectors()
+             if (got := mcu.respond(request)) != expected]
+    assert wrong == []

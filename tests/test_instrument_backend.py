@@ -1,7 +1,9 @@
 """The hardware path end to end: drivers -> pyvisa-py / pyserial -> loopback -> emulated bench.
 
 Every pulse the emulator delivers is compared with the plan: exactly the intended cells, the
-intended polarity and voltage, even when MCU frames are corrupted or dropped on the way.
+intended polarity and voltage, even when MCU frames are corrupted or dropped on the way. The
+module runs twice: with the Python MCU emulator, and with the MCU firmware's host build as the
+bench's MCU (its switches are the ones the emulated generator's pulses reach).
 """
 
 from __future__ import annotations
@@ -34,8 +36,17 @@ from tests.conftest import write_optdigits
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", params=["emulator", "firmware"])
+def emu(request):
+    firmware = request.getfixturevalue("firmware_host") if request.param == "firmware" else None
+    with EmulatedBench(load_bench(), seed=5, mcu_firmware=firmware) as e:
+        yield e
+
+
 @pytest.fixture(scope="module")
-def emu():
+def python_emu():
+    """The bench with the Python MCU emulator only, for the slow interrupted-run tests whose
+    MCU side (OPEN on exit) the firmware run of the module covers already."""
     with EmulatedBench(load_bench(), seed=5) as e:
         yield e
 
@@ -197,13 +208,17 @@ def tiny_data(tmp_path_factory):
 
 
 def test_training_smoke_through_the_drivers(emu, tiny_data, tmp_path, capsys):
+    """One epoch of the single-layer network: every pulse lands inside its array."""
     path = bench_file(emu, tmp_path / "emu.toml")
+    since = len(emu.pulses)
     rc = main(["train", "--bench", str(path), "--data", str(tiny_data), "--epochs", "1",
-               "--out", str(tmp_path / "run")])
+               "--network", "single", "--out", str(tmp_path / "run")])
     assert rc == 0
     assert "test accuracy" in capsys.readouterr().out
     assert emu.is_safe()
-    assert len(emu.pulses) > 0
+    hit = {d for p in emu.pulses[since:] for d in p.devices}
+    assert hit, "the training pulsed"
+    assert hit <= set(emu.model.bench.array_devices("single").ravel().tolist())
 
 
 def test_preparation_finds_stuck_on_devices_through_the_drivers(tiny_data, tmp_path):
@@ -224,17 +239,22 @@ def test_preparation_finds_stuck_on_devices_through_the_drivers(tiny_data, tmp_p
     assert (partners > 200).all(), "partners programmed up against the stuck devices"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, sig):
-    path = bench_file(emu, tmp_path / "emu.toml")
-    start = len(emu.pulses)
+def start_training(path: Path, data: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data",
-         str(tiny_data), "--epochs", "50", "--out", str(tmp_path / "run")],
+         str(data), "--epochs", "50", "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         # a test run started in the background inherits SIGINT ignored: give Ctrl-C back
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_leaves_the_bench_safe(python_emu, tiny_data, tmp_path, sig):
+    emu = python_emu
+    path = bench_file(emu, tmp_path / "emu.toml")
+    start = len(emu.pulses)
+    proc = start_training(path, tiny_data, tmp_path / "run")
     deadline = time.monotonic() + 60
     while len(emu.pulses) == start and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -243,6 +263,40 @@ def test_interrupted_training_leaves_the_bench_safe(emu, tiny_data, tmp_path, si
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err.decode()[-500:]
     assert emu.is_safe()
+
+
+def test_killed_training_leaves_every_switch_open_within_the_watchdog_time(emu, tiny_data,
+                                                                             tmp_path):
+    """SIGKILL runs no cleanup: the instruments stay as they were. In a training the switches
+    are closed while a table runs, so the training is killed the moment the MCU is running
+    one of its tables (deterministic: every batch is a run); the run must end on its own
+    and every switch be open within the watchdog time of the bench's clock, no run left
+    behind. (The emulated run may lag the wall clock on a loaded machine; the bench's time
+    base is the one the instruments live on. A host killed holding a single route, where the
+    watchdog itself opens the switches, is in tests/test_firmware.py.)"""
+    watchdog = 0.3
+    path = bench_file(emu, tmp_path / "emu.toml", mcu_watchdog=watchdog)
+    proc = start_training(path, tiny_data, tmp_path / "run")
+    deadline, killed_at = time.monotonic() + 60, None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and killed_at is None:
+            if emu.mcu.running:
+                proc.kill()
+                killed_at = emu.model.now  # bench time
+            time.sleep(0.0005)
+        assert killed_at is not None, "the training was killed while a table ran"
+        proc.wait(10)
+        wait_until = time.monotonic() + 30  # bounds the emulation catching up, not the MCU
+        while (emu.mcu.running or not emu.model.all_open()) and time.monotonic() < wait_until:
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert not emu.mcu.running, "no run left behind"
+    assert emu.model.all_open(), "every switch open"
+    assert emu.model.now - killed_at <= watchdog, "within the watchdog time of the kill"
+    emu.generator.handle("OUTP OFF")  # what the killed host could not do
+    emu.smu.handle(":OUTP OFF")
 
 
 def test_repair_through_the_drivers_finds_devices_failed_after_training(tiny_data, tmp_path,

@@ -15,6 +15,7 @@ still has a bench clock for ``hil train --dry-run``.
     smu_resource = "TCPIP::192.168.1.21::5025::SOCKET"
     mcu_port = "/dev/ttyACM0"           # anything pyserial opens, e.g. socket://127.0.0.1:5100
     mcu_baud = 115200                   # what pyserial sets (a USB CDC port ignores it)
+    mcu_watchdog = 2.0                  # s of host silence before the MCU opens every switch
     mcu_boot_wait = 2.0                 # s after opening the port (boards that reset on DTR)
     mcu_max_frame = 256                 # bytes: longest frame sent (table uploads are split)
     timeout = 2.0                       # s, per instrument exchange
@@ -83,6 +84,8 @@ INSTRUMENTS_SCHEMA: Schema = {
     "smu_resource": (str, None, ""),
     "mcu_port": (str, None, ""),
     "mcu_baud": (int, _pos, 115200),
+    "mcu_watchdog": (_NUM, lambda v: None if v == 0 or 0.02 <= v <= 60 else
+                     "must be 0 (off) or 0.02 to 60 s", 2.0),
     "mcu_boot_wait": (_NUM, lambda v: None if 0 <= v <= 10 else "must be in [0, 10] s", 2.0),
     "mcu_max_frame": (int, lambda v: None if 64 <= v <= 4096 else "must be in 64..4096", 256),
     "timeout": (_NUM, _pos, 2.0),
@@ -144,6 +147,7 @@ class InstrumentsConfig:
     smu_resource: str
     mcu_port: str
     mcu_baud: int
+    mcu_watchdog: float
     mcu_boot_wait: float
     mcu_max_frame: int
     timeout: float

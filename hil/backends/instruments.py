@@ -112,11 +112,13 @@ class Instruments:
 
 
 def open_mux(bench: Bench) -> MuxController:
-    """The MCU link of ``bench``: boot wait, frame limit and boards from the bench file."""
+    """The MCU link of ``bench``: boot wait, frame limit, host watchdog and boards from the
+    bench file."""
     cfg = instruments_config(bench)
     return MuxController(cfg.mcu_port, name=f"MCU at {cfg.mcu_port}", boards=bench.board_ids,
                          baudrate=cfg.mcu_baud, timeout=min(cfg.timeout, 0.5),
-                         boot_wait=cfg.mcu_boot_wait, max_frame=cfg.mcu_max_frame)
+                         boot_wait=cfg.mcu_boot_wait, max_frame=cfg.mcu_max_frame,
+                         watchdog=cfg.mcu_watchdog or None)
 
 
 def _device_clear(resource: Any) -> None:

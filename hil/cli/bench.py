@@ -35,6 +35,7 @@ from hil.backends.instruments import Instruments, current_range, open_mux
 from hil.bench import Bench, load_bench
 from hil.cli import discover
 from hil.emulator import EmulatedBench
+from hil.emulator.firmware import FirmwareError
 from hil.errors import HilError
 from hil.records import write_atomic
 
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--generator", choices=GENERATOR_MODELS, default="33500B")
     s.add_argument("--smu", choices=SMU_MODELS, default="2450")
     s.add_argument("--seed", type=int, help="physics seed (default: the bench's [sim] seed)")
+    s.add_argument("--mcu-firmware", metavar="PATH",
+                   help="run the MCU firmware's host build (make -C firmware host) as the MCU "
+                   "instead of the Python emulator")
     s.add_argument("--timeline", metavar="CSV", help="record every event of the bench (switch "
                    "changes, settling, pulses, apertures, trigger edges) on its time base and "
                    "write them here when the server stops")
@@ -79,6 +83,10 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     resource_manager(instruments_config(bench).visa_library)  # the written file will need it
     base = Path(args.bench).resolve().parent if args.bench else None
     stop = stop or threading.Event()
+    firmware = getattr(args, "mcu_firmware", None)
+    if firmware is not None and not os.access(firmware, os.X_OK):
+        raise HilError(f"--mcu-firmware {firmware}: not an executable (build it with "
+                       "make -C firmware host)")
     timeline = getattr(args, "timeline", None)
     if args.seed is not None and args.seed < 0:
         raise HilError(f"--seed {args.seed}: seeds are integers >= 0")
@@ -92,8 +100,11 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise HilError(f"--write {out}: cannot write there ({out.parent} is not a writable "
                        "directory)")
-    emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
-                        ports=ports)
+    try:
+        emu = EmulatedBench(bench, generator=args.generator, smu=args.smu, seed=args.seed,
+                            ports=ports, mcu_firmware=firmware)
+    except FirmwareError as exc:
+        raise HilError(str(exc)) from exc
     try:
         emu.start()
     except OSError as exc:

@@ -22,8 +22,9 @@ import numpy as np
 
 from hil.backends.hardware import wiring
 from hil.bench import Bench, dump_toml, standalone_tables
+from hil.emulator.firmware import FirmwareMcu
 from hil.emulator.generators import PulseGenerator, make_generator
-from hil.emulator.mcu import McuEmulator
+from hil.emulator.mcu import FaultyLink, McuEmulator
 from hil.emulator.model import BenchModel, DeliveredPulse, Wire
 from hil.emulator.scpi import LineServer
 from hil.emulator.smus import Smu, make_smu
@@ -53,7 +54,10 @@ class EmulatedBench:
         seed: int | None = None,
         modes: np.ndarray | None = None,
         ports: dict[str, int] | None = None,
+        mcu_firmware: str | Path | None = None,
     ) -> None:
+        """``mcu_firmware``: the firmware's host build (``make -C firmware host``) to run as
+        the MCU instead of the Python emulator."""
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in bench.raw.items()}
         raw["wiring"] = raw.get("wiring") or emulated_wiring(generator)
         raw["instruments"] = {**raw.get("instruments", {}), "smu_model": smu,
@@ -65,7 +69,8 @@ class EmulatedBench:
         self.model = BenchModel(bench, seed=seed, modes=modes, wires=wires)
         self.generator: PulseGenerator = make_generator(generator, self.model)
         self.smu: Smu = make_smu(smu, self.model)
-        self.mcu = McuEmulator(self.model)
+        self.mcu: FaultyLink = (McuEmulator(self.model) if mcu_firmware is None
+                                else FirmwareMcu(mcu_firmware, self.model))
         self.generator_model, self.smu_model = generator, smu
         self._ports = ports or {}
         self.servers: dict[str, LineServer] = {}
@@ -94,6 +99,7 @@ class EmulatedBench:
         for server in self.servers.values():
             server.stop()
         self.servers = {}
+        self.mcu.close()
 
     # ---- faults: power cycles and stalls -----------------------------------------------
 

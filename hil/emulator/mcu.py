@@ -17,6 +17,9 @@ follow its driver. The host must detect each and never let a pulse reach another
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -42,7 +45,10 @@ FIRMWARE = "hil-mux/2.0"
 RX_LIMIT = 256  # bytes per line this firmware accepts (a small UART buffer, the strict case)
 READ_BACK = 5e-6  # s to write the switch drivers and read them back (a few SPI transfers)
 DEFAULT_SETTLE = 20e-6  # s: route commands settle this long before any TBL CFG
-RUNNING_OK = ("IDN?", "STATE?", "OPEN", "TBL STAT", "TBL CFG?")
+TABLE_COMMANDS = ("CLR", "SET", "SCAN", "GET", "CRC", "CFG", "CFG?", "RUN", "STAT")
+RUNNING_OK = ("IDN?", "STATE?", "OPEN", "TBL STAT", "TBL CFG?", "WDG?")
+WATCHDOG_MS = (20, 60000)  # the range WDG accepts (0 disarms)
+_SEQ = re.compile(rb"\d{1,3}\Z")
 FAULTS = ("corrupt_request", "drop_request", "corrupt_reply", "drop_reply", "stuck_switch")
 
 
@@ -80,35 +86,14 @@ class _Run:
         return before, len(self.edges) - before - after, after
 
 
-class McuEmulator:
-    """Protocol state machine; :meth:`respond` takes one received line and returns the reply."""
+class FaultyLink:
+    """The serial line into an MCU, with faults injected per frame for tests; a subclass answers
+    each line that arrives (:meth:`_frame`)."""
 
-    def __init__(self, model: BenchModel, table_size: int = 4096) -> None:
+    def __init__(self, model: BenchModel) -> None:
         self.model = model
-        self.table_size = table_size
-        self.table: list[Route] = []
-        self.table_state, self.pos = "idle", 0
-        self.pacing: Pacing | None = None
-        self.run = _Run()
-        for line in (1, 2):
-            model.inputs[f"mcu.in{line}"] = lambda t, width, n=line: self.edge_in(n, t)
-        self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
         self.faults: deque[_Fault] = deque()
-        self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
         self.received: list[bytes] = []
-        self.executed: list[str] = []  # commands executed (retransmissions excluded)
-        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._cell_cache: dict[Route, tuple[np.ndarray, np.ndarray]] = {}
-
-    def power_on(self) -> None:
-        """The state after power-up: every switch open, the route table empty and idle, no
-        frame remembered (a retransmission after a restart is a new command)."""
-        self.model.open_all()
-        self.table, (self.table_state, self.pos) = [], ("idle", 0)
-        self._last = None
-        self._cache.clear()
-
-    # ---- fault injection ----------------------------------------------------------------
 
     def inject(self, kind: str, command: str = "") -> None:
         """Apply fault ``kind`` to the next frame whose command starts with ``command``.
@@ -121,7 +106,11 @@ class McuEmulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
-        self.stuck.clear()
+        self._unstick()
+
+    def _unstick(self) -> None:
+        """Free every switch a ``stuck_switch`` fault held open."""
+        raise NotImplementedError
 
     def _take_fault(self, kind: str, text: str) -> bool:
         for fault in self.faults:
@@ -129,8 +118,6 @@ class McuEmulator:
                 self.faults.remove(fault)
                 return True
         return False
-
-    # ---- link ---------------------------------------------------------------------------
 
     def respond(self, line: bytes) -> bytes | None:
         with self.model.lock:
@@ -157,14 +144,76 @@ class McuEmulator:
         return reply
 
     def _frame(self, line: bytes) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the MCU holds (threads, processes)."""
+
+    @property
+    def running(self) -> bool:
+        """A table run is in progress."""
+        raise NotImplementedError
+
+
+class McuEmulator(FaultyLink):
+    """Protocol state machine; :meth:`respond` takes one received line and returns the reply."""
+
+    def __init__(self, model: BenchModel, table_size: int = 4096) -> None:
+        super().__init__(model)
+        self.table_size = table_size
+        self.table: list[Route] = []
+        self.table_state, self.pos = "idle", 0
+        self.pacing: Pacing | None = None
+        self.run = _Run()
+        for line in (1, 2):
+            model.inputs[f"mcu.in{line}"] = lambda t, width, n=line: self.edge_in(n, t)
+        self._last: tuple[int, str, bytes] | None = None  # seq, body, reply of last executed
+        self.stuck: set[tuple[int, int]] = set()  # (board pos, row) BLs that will not close
+        self.executed: list[str] = []  # commands executed (retransmissions excluded)
+        self._cache: dict[Route, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cell_cache: dict[Route, tuple[np.ndarray, np.ndarray]] = {}
+        self.watchdog_ms, self.watchdog_expired = 0, 0
+        self._fed = time.monotonic()
+        self._watchdog: threading.Thread | None = None
+        self._closed, self._wake = threading.Event(), threading.Event()
+
+    def power_on(self) -> None:
+        """The state after power-up: every switch open, the route table empty and idle, no
+        frame remembered (a retransmission after a restart is a new command), the watchdog
+        disarmed (protocol section 4.4)."""
+        self.model.open_all()
+        self.table, (self.table_state, self.pos) = [], ("idle", 0)
+        self._last = None
+        self._cache.clear()
+        self._cell_cache.clear()
+        self.watchdog_ms = 0
+
+    def close(self) -> None:
+        """Stop the watchdog thread (if one runs)."""
+        self._closed.set()
+        self._wake.set()
+        if self._watchdog is not None:
+            self._watchdog.join(5)
+
+    def _unstick(self) -> None:
+        self.stuck.clear()
+
+    @property
+    def running(self) -> bool:
+        return self.table_state == "running"
+
+    # ---- link ---------------------------------------------------------------------------
+
+    def _frame(self, line: bytes) -> bytes:
         try:
             if len(line) > RX_LIMIT:
                 raise FrameError("LONG", line[:64])
             seq, text = decode_frame(line)
         except FrameError as exc:
             head = line.split(b" ", 1)[0]
-            seq_text = head.decode() if head.isdigit() and int(head) <= 255 else "-"
+            seq_text = head.decode() if _SEQ.match(head) and int(head) <= 255 else "-"
             return _reply(seq_text, f"NAK {exc.reason}")
+        self._fed = time.monotonic()  # every frame that arrives intact feeds the watchdog
         if seq is None:
             return _reply("-", "NAK FRAME")
         if seq != 0 and self._last is not None and self._last[:2] == (seq, text):
@@ -205,9 +254,46 @@ class McuEmulator:
             return ""
         if cmd == "TBL" and len(words) >= 2:
             return self.table_command(words[1], words[2:])
-        if cmd in ("IDN?", "STATE?", "OPEN", "TBL"):
+        if cmd == "WDG" and len(words) == 2:
+            self.set_watchdog(_index(words[1]))
+            return ""
+        if cmd == "WDG?" and len(words) == 1:
+            return f"ms={self.watchdog_ms} expired={self.watchdog_expired}"
+        if cmd in ("IDN?", "STATE?", "OPEN", "TBL", "WDG", "WDG?"):
             raise _Refused(1, "syntax")
         raise _Refused(2, "unknown")
+
+    # ---- host watchdog (protocol section 4.4) ------------------------------------------------
+
+    def set_watchdog(self, ms: int) -> None:
+        if ms and not WATCHDOG_MS[0] <= ms <= WATCHDOG_MS[1]:
+            raise _Refused(3, "range")
+        self.watchdog_ms, self._fed = ms, time.monotonic()
+        self._wake.set()  # a shorter time than the one being waited for counts at once
+        if ms and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True, name="mcu-wdg")
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Open every switch (and stop a running table) when the host has been silent, and no
+        table step has happened, for the watchdog time."""
+        while not self._closed.is_set():
+            self._wake.wait(self._expires_in())
+            self._wake.clear()
+            with self.model.lock:
+                if not self.watchdog_ms or self._expires_in() > 0:
+                    continue  # disarmed or fed meanwhile
+                if self.table_state == "running" or not self.model.all_open():
+                    if self.table_state == "running":
+                        self._stop("fault", "abort")
+                    self._open()
+                    self.watchdog_expired += 1
+                self._fed = time.monotonic()
+
+    def _expires_in(self) -> float:
+        if not self.watchdog_ms:
+            return 0.5
+        return max(0.0, self._fed + self.watchdog_ms / 1000 - time.monotonic())
 
     def parse(self, text: str) -> Route:
         try:
@@ -255,7 +341,9 @@ class McuEmulator:
             return (f"state={self.table_state} pos={self.pos} len={len(self.table)} "
                     f"out={self.run.out} before={before} during={during} after={after} "
                     f"why={self.run.why}")
-        raise _Refused(1, "syntax")
+        if sub in TABLE_COMMANDS:
+            raise _Refused(1, "syntax")  # a sub-command of version 2 with wrong arguments
+        raise _Refused(2, "unknown")  # version 1's TBL ARM, or any other (protocol section 4)
 
     def _store(self, start: int, routes: list[Route]) -> None:
         if start > len(self.table) or start + len(routes) > self.table_size:

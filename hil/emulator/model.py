@@ -145,6 +145,20 @@ class BenchModel:
 
     # ---- switches -----------------------------------------------------------------------
 
+    def attach_switches(self, closed: np.ndarray) -> None:
+        """Make the switch arrays views of ``closed`` (boards x WL, BLS, SLG, SLM columns): the
+        switch state then lives with whoever writes ``closed`` (the firmware's hardware)."""
+        with self.lock:
+            self.wl, self.bls = closed[:, :COLS], closed[:, COLS:COLS + ROWS]
+            self.slg, self.slm = closed[:, COLS + ROWS:2 * COLS + ROWS], closed[:, 2 * COLS + ROWS:]
+            self.routed = None  # the switches are whatever the new owner writes
+
+    def detach_switches(self) -> None:
+        """Keep the last switch state in arrays of this process."""
+        with self.lock:
+            self.wl, self.bls, self.slg, self.slm = (
+                a.copy() for a in (self.wl, self.bls, self.slg, self.slm))
+
     def open_all(self) -> None:
         with self.lock:
             for a in (self.wl, self.bls, self.slg, self.slm):

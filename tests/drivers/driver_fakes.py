@@ -59,10 +59,13 @@ def expected_protocol(cls: type, conversation: Sequence[Exchange], **kwargs: Any
 
 class ScriptedServer:
     """Accepts one TCP connection; for each received line (``\\n``-terminated) pops the next
-    ``(expected_line, reply)`` and sends ``reply`` unless it is ``None``. Mismatches are kept in
-    ``errors``; every received line in ``received``."""
+    ``(expected_line, reply)`` and sends ``reply`` unless it is ``None`` (an entry
+    ``(expected_line, reply, seconds)`` replies that late). Mismatches are kept in ``errors``;
+    every received line in ``received``."""
 
-    def __init__(self, script: Sequence[tuple[bytes, bytes | None]] = (), *, listen: bool = True):
+    def __init__(self, script: Sequence[tuple[bytes, bytes | None] |
+                                        tuple[bytes, bytes | None, float]] = (), *,
+                 listen: bool = True):
         self.script = list(script)
         self.received: list[bytes] = []
         self.errors: list[str] = []
@@ -96,10 +99,11 @@ class ScriptedServer:
                     if not self.script:
                         self.errors.append(f"unexpected {line!r}")
                         continue
-                    expected, reply = self.script.pop(0)
+                    expected, reply, *late = self.script.pop(0)
                     if line != expected:
                         self.errors.append(f"got {line!r}, expected {expected!r}")
                     if reply is not None:
+                        time.sleep(late[0] if late else 0.0)
                         conn.sendall(reply)
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from drivers.mcu import (
     encode_frame,
     format_state,
     pack_table,
+    parse_fields,
     parse_state,
     parse_table_command,
     table_crc,
@@ -249,6 +250,24 @@ def test_table_load_verify_run_and_verdict(mcu_link) -> None:
         mcu.run_table(PACE, 6)  # a refused batch leaves no table to run
 
 
+def test_a_run_is_waited_for_as_long_as_it_lasts_not_a_fixed_reply_timeout(mcu_link) -> None:
+    """An MCU that answers ``TBL RUN`` only as its run goes on (here after 0.5 s of a 0.6 s
+    run) gets one frame and is waited for; a fixed reply timeout (0.1 s x 4 attempts) would
+    have retransmitted and given up."""
+    routes = [Route.mac([(1, c, 0x00F)]) for c in range(1, 7)]
+    slow = Pacing(out=2, in_=1, wait="edge", settle_us=20, tout_us=10, time_us=100_000)
+    mcu = mcu_link([
+        x(1, "TBL CLR", "OK"), x(2, "TBL SCAN 0 MAC 1-6 1:00F", "OK"),
+        x(3, "TBL CRC", f"OK len=6 crc={table_crc(routes):04X}"), x(4, slow.command, "OK"),
+        (*x(5, "TBL RUN", "OK"), 0.5),
+        x(6, "TBL STAT", DONE6),
+    ])
+    mcu.load_table(routes)
+    assert mcu.run_allowance(slow, 6) > 2 * slow.seconds(6) > 0.5
+    assert mcu.run_table(slow, 6).during == 6
+    assert mcu.stats.attempts == mcu.stats.frames and mcu.stats.timeouts == 0
+
+
 @pytest.mark.parametrize(("stat", "why"), [
     ("state=fault pos=2 len=6 out=3 before=0 during=2 after=0 why=timeout",
      "table ended fault \\(timeout\\) at entry 2 of 6"),
@@ -329,3 +348,60 @@ def test_loop_port_without_mcu_fails_cleanly() -> None:
     with pytest.raises(MuxLinkError, match="unexpected reply 'IDN\\?'"):
         MuxController(port, name="MCU", timeout=0.05, retries=1)
     port.close()
+
+
+def test_driver_framing_and_routes_agree_with_every_protocol_vector() -> None:
+    """Each vector's reply decodes and re-encodes byte for byte; each request the MCU NAKs is
+    one the driver's decoder refuses for the same reason, each it executes one the driver
+    frames identically; a refused route carries the code the driver's own parser gives it, and
+    every table entry read back is in the driver's canonical form."""
+    from tests.mcu_vectors import load_vectors
+
+    vectors = load_vectors()
+    rx = next(int(parse_fields(decode_frame(reply)[1][3:])["rx"]) for request, reply in vectors
+              if request.split(b" ")[1:2] == [b"IDN?"])  # the vectors' firmware's line limit
+    for request, reply in vectors:
+        seq, text = decode_frame(reply + b"\n")
+        assert encode_frame("-" if seq is None else seq, text) == reply + b"\n"
+        if text.startswith("NAK"):
+            try:
+                reason = "FRAME" if decode_frame(request + b"\n")[0] is None else "none"
+            except FrameError as exc:  # a request carries a seq: `-` is only for replies
+                reason = exc.reason
+            if len(request) + 1 > rx:  # longer than the firmware takes, whatever else it is
+                reason = "LONG"
+            assert reason == text.split()[1], request[:80]
+            continue
+        req_seq, command = decode_frame(request + b"\n")
+        assert req_seq == seq
+        if request.endswith(b"\r"):
+            request = request[:-1]
+        assert encode_frame(seq, command) == request + b"\n" or "  " in command
+        words = command.split()
+        if words and words[0] in ("SEL", "PUL", "MAC"):
+            code = text.split()[1] if text.startswith("ERR") else None
+            if code in (None, "4", "8"):  # board and busy are the MCU's state, not syntax
+                Route.parse(command)
+            else:
+                with pytest.raises(RouteSyntaxError) as refused:
+                    Route.parse(command)
+                assert str(refused.value.code) == code
+        if words[:2] == ["TBL", "GET"] and text.startswith("OK "):
+            assert Route.parse(text[3:]).text == text[3:]
+
+
+def test_watchdog_armed_after_identify_and_an_expiry_forgets_the_verified_route(mcu_link):
+    mcu = mcu_link([
+        x(1, "WDG 1000", "OK"),
+        x(2, "PUL 3:5:002", "OK"),
+        x(3, "STATE?", "OK 3:010:002:010:000"),
+        x(4, "WDG?", "OK ms=1000 expired=1"),  # the MCU opened everything meanwhile
+        x(5, "OPEN", "OK"),
+        x(6, "STATE?", "OK"),
+    ], watchdog=1.0)
+    route = mcu.select_cell(3, 2, 5)
+    mcu.assert_route(route)
+    assert mcu.watchdog_status() == (1000, 1)
+    with pytest.raises(RouteError, match="refusing to fire"):
+        mcu.assert_route(route)
+    mcu.close()
