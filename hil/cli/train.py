@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             console.attach(store.dir)
         elif state is not None:
             trainer.load_state_dict(state)
+            if params.epochs > trainer.cfg.epochs:  # --resume --epochs N raised the count
+                trainer.extend(params.epochs - trainer.epoch)
             say(f"resuming {store.dir} at epoch {trainer.epoch + 1}, image {trainer.position}")
         if bench.backend == "instruments":
             def recovered() -> None:
