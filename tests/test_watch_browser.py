@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="needs chromium and chromium-driver (.ci/run installs them)")
 
 RUNNING = {"preparing", "training", "testing"}
+# long enough that epoch 1 shows while the run is still written, on an idle machine too
+FOLLOWED_EPOCHS = 30
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,8 @@ def test_a_run_followed_from_start_to_end(browser, tmp_path, small_data):
                         " document.getElementById('message').textContent", 20, "a message")
         assert "is not a directory" in message  # nothing there yet
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hil.cli", "train", "--network", "single", "--epochs", "8",
+            [sys.executable, "-m", "hil.cli", "train", "--network", "single", "--epochs",
+             str(FOLLOWED_EPOCHS),
              "--data", str(small_data), "--out", str(run_dir), "--quiet"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -74,17 +77,18 @@ def test_a_run_followed_from_start_to_end(browser, tmp_path, small_data):
                           "'#epochs tr[data-row=\"1\"] [data-key=test]');"
                           "return r && [r.textContent, document.getElementById('state')"
                           ".textContent];", 90, "epoch 1's accuracy")
-            assert first[1] in RUNNING  # 7 epochs to go: the run is still being written
+            assert first[1] in RUNNING  # epochs to go: the run is still being written
             proc.wait(timeout=120)
         finally:
             proc.kill()
         assert proc.returncode == 0, proc.stderr.read().decode()
         _wait(browser, "return document.getElementById('state').textContent === 'done' &&"
-              " document.querySelectorAll('#epochs tbody tr').length === 8", 20, "done")
+              f" document.querySelectorAll('#epochs tbody tr').length === {FOLLOWED_EPOCHS}", 20,
+              "done")
         rows = browser.execute_script(EPOCH_ROWS)
         summary = json.loads((run_dir / "summary.json").read_text())
         assert first[0] == f"{100 * summary['test_accuracy_per_epoch'][0]:.2f}"
-        assert [r["epoch"] for r in rows] == list(range(1, 9))
+        assert [r["epoch"] for r in rows] == list(range(1, FOLLOWED_EPOCHS + 1))
         assert [r["test"] for r in rows] == [f"{100 * a:.2f}"
                                             for a in summary["test_accuracy_per_epoch"]]
         assert [r["train"] for r in rows] == [f"{100 * a:.2f}"
