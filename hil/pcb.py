@@ -9,13 +9,14 @@ stores its layouts in ``run.sqlite`` (``meta.layout``) so that a viewer needs no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.collections import LineCollection
 
 from hil.bench import COLS, ROWS, Bench
+
+if TYPE_CHECKING:  # matplotlib is imported by the static plots only: the live page needs none
+    from matplotlib.axes import Axes
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ UNIT = "µS"  # conductance unit on every plot
 def draw_layout(ax: Axes, layout: ArrayLayout, *, board_labels: bool = True) -> None:
     """Board edges (thick), chip outlines (thin), board ids and PCB-numbered ticks over an
     ``imshow`` of the array (cell (i, j) centred on x=j, y=i)."""
+    from matplotlib.collections import LineCollection
+
     chips = LineCollection([[(x0, y0), (x1, y1)] for x0, y0, x1, y1 in layout.chip_edges()],
                            colors="white", linewidths=0.5, alpha=0.7)
     boards = LineCollection([[(x0, y0), (x1, y1)] for x0, y0, x1, y1 in layout.board_edges()],

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import isotonic_regression
 
 from hil.backends.base import Backend, OpCounts
 from hil.backends.sequencer import Sequencer
@@ -160,6 +159,8 @@ def _monotone(y: np.ndarray, increasing: bool) -> np.ndarray:
     """Strictly monotone fit of a noisy branch: the isotonic (least-squares monotone) fit, with
     each of its flat blocks replaced by a straight line between block centres. Flat stretches
     would make the simulator's position lookup jump to their far end, speeding devices up."""
+    from sklearn.isotonic import isotonic_regression  # 1.5 s to import; fitting curves only
+
     fit = isotonic_regression(y, increasing=increasing)
     starts = np.r_[0, np.flatnonzero(np.diff(fit)) + 1]
     ends = np.r_[starts[1:], fit.size]

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from drivers.errors import InstrumentError
 from hil import __version__
 from hil.cli.console import console
 from hil.errors import HilError
 
-# Each module adds its sub-commands with ``register(subparsers)``.
-COMMAND_MODULES = [
-    "hil.cli.train", "hil.cli.bench", "hil.cli.characterize", "hil.cli.experiment",
-    "hil.cli.repair",
-    "hil.cli.watch",
-]
+# The module that adds each command with ``register(subparsers)``. Only the one named on the
+# command line is imported (a command's libraries take seconds to import, and most commands
+# need few of them); help, a typo or no command imports them all.
+COMMANDS = {
+    "train": "hil.cli.train", "bench": "hil.cli.bench", "characterize": "hil.cli.characterize",
+    "devices": "hil.cli.characterize", "experiment": "hil.cli.experiment",
+    "repair": "hil.cli.repair", "watch": "hil.cli.watch",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hil",
         description="Train neural networks inside 1T1R memristor arrays, characterise boards "
@@ -26,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"memristor-hil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    wanted = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    for name in dict.fromkeys(wanted):
         importlib.import_module(name).register(sub)
     for command in _commands(parser):
         command.add_argument("--quiet", action="store_true",
@@ -64,8 +68,8 @@ def _show_default(action: argparse.Action) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     console.quiet = bool(getattr(args, "quiet", False))
     try:
         return int(args.run(args) or 0)
