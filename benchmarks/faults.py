@@ -15,7 +15,10 @@ ends safe, ``run.sqlite`` passes ``PRAGMA integrity_check``, ``--resume`` comple
 lost: a simulated run whose resumed result differs from the uninterrupted one, or pulses the
 emulator delivered beyond those the record counts and the journal's in-flight batches. Stray
 pulses: pulses the emulator delivered to a (device, polarity) beyond what the trainer's journal
-planned for it. Both must be 0. ``--short`` (a test runs it) does one of each kind.
+planned for it. Both must be 0. Without ``--short``, the SMU switched off and on and the
+generator stalled come a third into a one-epoch run on 900 training images, and its test
+accuracy must land within the spread of the same run on the simulated bench over seeds 0-4.
+``--short`` (a test runs it) does one of each kind on a dozen images.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ ROWS: list[dict] = []
 
 def _row(fault: str, **figures) -> None:
     ROWS.append({"fault": fault, "injected": 0, "resumed": 0, "lost": 0, "stray": 0,
-                 "unsafe": 0, "corrupt": 0, "unclear": 0, **figures})
+                 "unsafe": 0, "corrupt": 0, "unclear": 0, "outside": 0, "accuracy": "-",
+                 **figures})
 
 
 def _hil(*args: str) -> subprocess.Popen:
@@ -222,8 +226,34 @@ def _audit(emu: EmulatedBench, since: int, run: Path) -> tuple[int, int]:
     return lost, stray
 
 
+def _trained(run: Path) -> int:
+    """Training images done, as the run's progress record says (0 before training)."""
+    if not (run / "run.sqlite").exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{run / 'run.sqlite'}?mode=ro", uri=True)) as db:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'progress'").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    progress = json.loads(row[0]) if row else {}
+    return progress.get("images", 0) if progress.get("phase") == "training" else 0
+
+
+def sim_spread(tmp: Path, args: list[str], seeds: range) -> list[float]:
+    """Test accuracies of ``args`` on the simulated bench over ``seeds``: the spread a run on
+    the emulated bench, paused or not, should land in."""
+    accuracies = []
+    for seed in seeds:
+        out = tmp / f"spread-{seed}"
+        rc, err = _quiet([*args, "--seed", str(seed), "--out", str(out)])
+        if rc != 0:
+            raise RuntimeError(f"the simulated reference run failed: {err.strip()[-300:]}")
+        accuracies.append(_summary(out)["test_accuracy"])
+    return accuracies
+
+
 def emulated(tmp: Path, data: Path, kills: int, stall: float, short: bool,
-             rng: np.random.Generator) -> None:
+             rng: np.random.Generator, accuracy_data: Path | None) -> None:
     bench = load_bench()
     with EmulatedBench(bench, seed=4) as emu:
         raw = tomllib.loads(emu.bench_toml())
@@ -268,27 +298,41 @@ def emulated(tmp: Path, data: Path, kills: int, stall: float, short: bool,
                 emu.mcu.inject(kind)
                 time.sleep(0.3)
 
-        faults = {"SMU switched off and on (emulated)": (cycle("smu"), 1),
-                  "MCU switched off and on (emulated)": (cycle("mcu"), 1),
-                  f"generator stalled {stall:g} s (emulated)": (stalled, 1),
-                  "MCU frames dropped and corrupted (emulated)": (frames, 4)}
+        faults = {"SMU switched off and on (emulated)": (cycle("smu"), 1, True),
+                  "MCU switched off and on (emulated)": (cycle("mcu"), 1, False),
+                  f"generator stalled {stall:g} s (emulated)": (stalled, 1, True),
+                  "MCU frames dropped and corrupted (emulated)": (frames, 4, False)}
         if short:
             del faults["MCU switched off and on (emulated)"]
-        for label, (act, count) in faults.items():
+        # the issue's yardstick for a paused run: its accuracy within the simulated seed spread
+        scored = ["train", "--data", str(accuracy_data), "--network", "single", "--epochs", "1",
+                  "--checkpoint-every", "100"] if accuracy_data else None
+        spread = sim_spread(tmp, scored, range(5)) if scored else None
+        for label, (act, count, measured) in faults.items():
             out, since = tmp / f"emu-{len(ROWS)}", len(emu.pulses)
+            score = measured and spread is not None
+            run_args = [*scored, "--bench", str(path)] if score else args
 
-            def when_pulsing(act=act, since=since) -> None:
-                _wait(lambda: len(emu.pulses) > since + 30)
+            def mid_run(act=act, since=since, score=score, out=out) -> None:
+                if score:  # a third into the epoch: preparation long done
+                    _wait(lambda: _trained(out) >= 300, limit=600)
+                else:
+                    _wait(lambda: len(emu.pulses) > since + 30)
                 act()
 
-            thread = threading.Thread(target=when_pulsing, daemon=True)
+            thread = threading.Thread(target=mid_run, daemon=True)
             thread.start()
-            rc, err = _quiet([*args, "--out", str(out)])
+            rc, err = _quiet([*run_args, "--out", str(out)])
             thread.join(120)
             lost, stray = _audit(emu, since, out) if rc == 0 else (1, 0)
+            figures = {}
+            if score and rc == 0:
+                acc, low, high = _summary(out)["test_accuracy"], min(spread), max(spread)
+                figures = {"accuracy": f"{100 * acc:.2f} ({100 * low:.2f}-{100 * high:.2f})",
+                           "outside": int(not low <= acc <= high)}
             _row(label, injected=count, resumed=int(rc == 0 and "pausing" in err),
                  lost=lost, stray=stray, unsafe=int(not emu.is_safe()),
-                 corrupt=int(not _intact(out)))
+                 corrupt=int(not _intact(out)), **figures)
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -296,9 +340,13 @@ def emulated(tmp: Path, data: Path, kills: int, stall: float, short: bool,
 
 def table() -> str:
     head = ["fault", "injected", "runs resumed", "records lost", "stray pulses", "bench unsafe",
-            "run.sqlite damaged", "unclear exit"]
-    keys = ["fault", "injected", "resumed", "lost", "stray", "unsafe", "corrupt", "unclear"]
-    total = {k: sum(r[k] for r in ROWS) for k in keys[1:]}
+            "run.sqlite damaged", "unclear exit", "test accuracy % (simulated seeds 0-4)"]
+    keys = ["fault", "injected", "resumed", "lost", "stray", "unsafe", "corrupt", "unclear",
+            "accuracy"]
+    total = {k: sum(r[k] for r in ROWS) for k in keys[1:-1]}
+    outside = sum(r["outside"] for r in ROWS)
+    scored = sum(r["accuracy"] != "-" for r in ROWS)
+    total["accuracy"] = f"{scored - outside} of {scored} within" if scored else "-"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in [*ROWS, {"fault": "**total**", **total}]:
         lines.append("| " + " | ".join(str(r[k]) for k in keys) + " |")
@@ -321,16 +369,18 @@ def run(argv: list[str] | None = None) -> int:
         os.environ["HIL_REGISTRY"] = str(tmp / "no-registry" / "devices.sqlite")
         sim_data = write_subset(tmp / "digits", 300, 200)
         emu_data = write_subset(tmp / "tiny", 12, 10)
+        scored = None if args.short else write_subset(tmp / "scored", 900, 300)
         sim_kills(tmp, sim_data, sim_kills_n, 1 if args.short else 2, rng)
         sim_characterize_signals(tmp, signals)
-        emulated(tmp, emu_data, emu_kills, stall, args.short, rng)
+        emulated(tmp, emu_data, emu_kills, stall, args.short, rng, scored)
     print(table())
     wall = time.monotonic() - t0
     totals = {k: sum(r[k] for r in ROWS) for k in ("injected", "resumed", "lost", "stray")}
     print(f"\nfaults injected {totals['injected']}, runs resumed {totals['resumed']}, records "
           f"lost {totals['lost']}, stray pulses {totals['stray']}; {wall:.0f} s "
           f"(target 600 s: {wall / 600:.2f})")
-    bad = sum(r[k] for r in ROWS for k in ("lost", "stray", "unsafe", "corrupt", "unclear"))
+    bad = sum(r[k] for r in ROWS
+              for k in ("lost", "stray", "unsafe", "corrupt", "unclear", "outside"))
     return 1 if bad else 0
 
 
