@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 
 from hil.bench import load_bench
 from hil.cli import main
-from hil.emulator import EmulatedBench, dump_toml
+from hil.emulator import EmulatedBench
 from hil.records import RunStore, StoreWriteError
 from hil.training.data import write_subset
 
@@ -256,11 +255,11 @@ def emulated(tmp: Path, data: Path, kills: int, stall: float, short: bool,
              rng: np.random.Generator, accuracy_data: Path | None) -> None:
     bench = load_bench()
     with EmulatedBench(bench, seed=4) as emu:
-        raw = tomllib.loads(emu.bench_toml())
-        raw["instruments"]["timeout"] = 0.5
-        raw["recovery"] = {"wait": 60}
         path = tmp / "emu.toml"
-        path.write_text(dump_toml(raw))
+        # a 2 s timeout: shorter ones can expire by themselves on a loaded machine (the emulator
+        # shares this process), outside any pause, and end a run by design
+        path.write_text(emu.bench_toml(settings={"instruments": {"timeout": 2.0},
+                                                 "recovery": {"wait": 60}}))
         args = ["train", "--bench", str(path), "--data", str(data), "--network", "single",
                 "--epochs", "3", "--checkpoint-every", "4"]
         stats = dict(injected=0, resumed=0, lost=0, stray=0, unsafe=0, corrupt=0)
@@ -281,26 +280,17 @@ def emulated(tmp: Path, data: Path, kills: int, stall: float, short: bool,
             stats["stray"] += stray
         _row("SIGKILL during training (emulated)", **stats)
 
-        def cycle(name: str) -> Callable[[], None]:
-            def act() -> None:
-                emu.power_off(name)
-                time.sleep(1.0)
-                emu.power_on(name)
-            return act
-
-        def stalled() -> None:
-            emu.stall("generator")
-            time.sleep(stall)
-            emu.stall("generator", False)
-
         def frames() -> None:
             for kind in ("drop_request", "corrupt_request", "drop_reply", "corrupt_reply"):
                 emu.mcu.inject(kind)
                 time.sleep(0.3)
 
-        faults = {"SMU switched off and on (emulated)": (cycle("smu"), 1, True),
-                  "MCU switched off and on (emulated)": (cycle("mcu"), 1, False),
-                  f"generator stalled {stall:g} s (emulated)": (stalled, 1, True),
+        faults = {"SMU switched off and on (emulated)":
+                  (lambda: emu.power_cycle("smu", 1.0), 1, True),
+                  "MCU switched off and on (emulated)":
+                  (lambda: emu.power_cycle("mcu", 1.0), 1, False),
+                  f"generator stalled {stall:g} s (emulated)":
+                  (lambda: emu.stall_for("generator", stall), 1, True),
                   "MCU frames dropped and corrupted (emulated)": (frames, 4, False)}
         if short:
             del faults["MCU switched off and on (emulated)"]
@@ -360,7 +350,7 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="moments of the kills")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    sim_kills_n, emu_kills, stall = (1, 1, 2.0) if args.short else (args.kills, 3, 30.0)
+    sim_kills_n, emu_kills, stall = (1, 1, 4.0) if args.short else (args.kills, 3, 30.0)
     signals = (signal.SIGTERM,) if args.short else (signal.SIGINT, signal.SIGTERM)
     ROWS.clear()
     t0 = time.monotonic()

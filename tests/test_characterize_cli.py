@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import tomllib
 
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from hil.bench import load_bench
 from hil.cli import main
 from hil.curves import load_curves
-from hil.emulator import EmulatedBench, dump_toml
+from hil.emulator import EmulatedBench
 from hil.faults import read_fault_map
 
 FAULTS = """board,row,col,mode
@@ -135,10 +134,9 @@ def test_characterize_through_the_drivers_on_the_emulated_bench(tmp_path, capsys
     faults.write_text("board,row,col,mode\n13,1,1,stuck_on\n13,9,3,open\n13,11,*,open_bl\n")
     bench = load_bench()
     with EmulatedBench(bench, seed=5, modes=read_fault_map(faults, bench)) as emu:
-        raw = tomllib.loads(emu.bench_toml())
-        raw["characterize"] = {"pulses": 6, "reads": 2, "curve_devices": 0}
         path = tmp_path / "emu.toml"
-        path.write_text(dump_toml(raw))
+        path.write_text(emu.bench_toml(settings={
+            "characterize": {"pulses": 6, "reads": 2, "curve_devices": 0}}))
         assert main(["characterize", "--bench", str(path), "--boards", "13",
                      "--registry", str(tmp_path / "reg.sqlite"), "--out", str(tmp_path / "r")]) == 0
         assert emu.is_safe()

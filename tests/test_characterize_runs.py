@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import tomllib
 
 import pandas as pd
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from hil.bench import load_bench
 from hil.characterization import characterize as lib
 from hil.cli import main
-from hil.emulator import EmulatedBench, dump_toml
+from hil.emulator import EmulatedBench
 from hil.faults import read_fault_map
 from hil.records import RunStore
 
@@ -119,10 +118,9 @@ def test_sigterm_on_the_emulated_bench_leaves_it_safe_and_the_run_resumable(tmp_
     faults.write_text("board,row,col,mode\n13,1,1,stuck_on\n14,9,3,open\n")
     bench = load_bench()
     with EmulatedBench(bench, seed=5, modes=read_fault_map(faults, bench)) as emu:
-        raw = tomllib.loads(emu.bench_toml())
-        raw["characterize"] = {"pulses": 6, "reads": 2, "curve_devices": 0}
         path = tmp_path / "emu.toml"
-        path.write_text(dump_toml(raw))
+        path.write_text(emu.bench_toml(settings={
+            "characterize": {"pulses": 6, "reads": 2, "curve_devices": 0}}))
         out = tmp_path / "r"
         reg = ["--registry", str(tmp_path / "reg.sqlite")]
         proc = _characterize(["--bench", str(path), "--boards", "13-16", *reg, "--out", str(out)])

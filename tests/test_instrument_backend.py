@@ -52,11 +52,7 @@ def python_emu():
 
 
 def bench_file(emu: EmulatedBench, path: Path, **instruments) -> Path:
-    raw = tomllib.loads(emu.bench_toml())
-    raw["instruments"].update({"timeout": 2.0, **instruments})
-    from hil.emulator import dump_toml
-
-    path.write_text(dump_toml(raw))
+    path.write_text(emu.bench_toml(settings={"instruments": {"timeout": 2.0, **instruments}}))
     return path
 
 

@@ -126,10 +126,9 @@ def test_characterisation_and_forming_through_the_drivers_keep_the_timing(tmp_pa
     bench = load_bench()
     with EmulatedBench(bench, seed=6) as emu:
         emu.record_timeline()
-        raw = tomllib.loads(emu.bench_toml())
-        raw["characterize"] = {"pulses": 3, "reads": 2, "curve_devices": 0}
         path = tmp_path / "emu.toml"
-        path.write_text(dump_toml(raw))
+        path.write_text(emu.bench_toml(settings={
+            "characterize": {"pulses": 3, "reads": 2, "curve_devices": 0}}))
         cbench = load_bench(path)
         backend = make_backend(cbench)
         planned = spy_pulses(backend)

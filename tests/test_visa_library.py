@@ -5,14 +5,13 @@ instrument is touched or any run directory made."""
 from __future__ import annotations
 
 import importlib.util
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from drivers.errors import InstrumentConnectionError, VisaLibraryError
 from drivers.scpi import open_resource, resource_manager
-from hil.bench import dump_toml, load_bench
+from hil.bench import load_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
 from tests.conftest import write_optdigits
@@ -27,9 +26,7 @@ def emu():
 
 
 def bench_with(emu: EmulatedBench, path: Path, library: str) -> Path:
-    raw = tomllib.loads(emu.bench_toml())
-    raw["instruments"]["visa_library"] = library
-    path.write_text(dump_toml(raw))
+    path.write_text(emu.bench_toml(settings={"instruments": {"visa_library": library}}))
     return path
 
 

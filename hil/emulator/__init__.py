@@ -14,6 +14,7 @@ declares. :meth:`EmulatedBench.write_timeline` writes every event of the bench o
 from __future__ import annotations
 
 import csv
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,18 @@ class EmulatedBench:
         meanwhile is answered late, as a unit busy in a long operation does."""
         (self.servers[name].awake.clear if stalled else self.servers[name].awake.set)()
 
+    def power_cycle(self, name: str, off: float) -> None:
+        """Off, ``off`` seconds, on again; blocks (a fault drill runs it beside a run)."""
+        self.power_off(name)
+        time.sleep(off)
+        self.power_on(name)
+
+    def stall_for(self, name: str, seconds: float) -> None:
+        """Silent for ``seconds``, then answering again; blocks like :meth:`power_cycle`."""
+        self.stall(name)
+        time.sleep(seconds)
+        self.stall(name, False)
+
     def __enter__(self) -> EmulatedBench:
         return self.start()
 
@@ -182,16 +195,20 @@ class EmulatedBench:
             out.writerows((f"{t * 1e6:.3f}", s, e, x) for t, s, e, x in rows)
         return len(rows)
 
-    def bench_toml(self, base: Path | None = None) -> str:
+    def bench_toml(self, base: Path | None = None,
+                   settings: dict[str, dict[str, Any]] | None = None) -> str:
         """The bench file, unchanged but for ``backend = "instruments"``, ``emulated = true``
         (so its devices are never taken for a real bench's in the registry), an
         ``[instruments]`` section pointing at this emulator and the ``[wiring]`` it emulates
-        (paths made absolute)."""
+        (paths made absolute); ``settings`` ({section: {key: value}}) added last, such as a
+        short ``[instruments] timeout`` for a fault drill."""
         raw = standalone_tables(_with_raw(self.bench, self.raw), base)
         raw["bench"] = {**raw.get("bench", {}), "backend": "instruments", "emulated": True}
         raw["instruments"] = {**raw.get("instruments", {}), "generator_model":
                               self.generator_model, "smu_model": self.smu_model,
                               "mcu_boot_wait": 0.0, **self.resources}
+        for section, values in (settings or {}).items():
+            raw[section] = {**raw.get(section, {}), **values}
         return dump_toml(raw)
 
 
