@@ -14,9 +14,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hil.bench import load_bench
+from hil.backends.base import SET
+from hil.bench import CELLS, load_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
 from tests.conftest import write_optdigits
@@ -34,7 +36,9 @@ def _delivered(emu: EmulatedBench, since: int = 0) -> int:
     return sum(len(p.devices) for p in emu.pulses[since:])
 
 
-def _kill_after_a_checkpoint(emu, path, tiny, out) -> None:
+def _kill(path, tiny, out, preparing: bool = False) -> None:
+    """SIGKILL a training on the emulated bench once pulses were fired after a checkpoint or,
+    ``preparing``, while it prepares the arrays (pulses fired, no checkpoint yet)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hil.cli", "train", "--bench", str(path), "--data", str(tiny),
@@ -53,7 +57,7 @@ def _kill_after_a_checkpoint(emu, path, tiny, out) -> None:
                 row, journal = None, 0
             finally:
                 db.close()
-            if row and row[0] > 0 and journal > 0:  # pulses fired after a checkpoint
+            if journal > 0 and (row is None if preparing else row and row[0] > 0):
                 break
     assert proc.poll() is None, proc.communicate()[1].decode()[-800:]
     proc.kill()
@@ -68,7 +72,7 @@ def killed(tiny, tmp_path, capsys):
         path = tmp_path / "emu.toml"
         path.write_text(emu.bench_toml())
         out = tmp_path / "run"
-        _kill_after_a_checkpoint(emu, path, tiny, out)
+        _kill(path, tiny, out)
         capsys.readouterr()
         yield emu, out
 
@@ -89,6 +93,29 @@ def test_a_killed_run_resumes_on_the_bench_and_counts_every_pulse(killed, capsys
     summary = json.loads((out / "summary.json").read_text())
     recorded = summary["pulses"]["set"] + summary["pulses"]["reset"]
     assert recorded <= delivered <= recorded + in_flight
+
+
+def test_a_run_killed_while_preparing_starts_again_and_counts_the_pulses_it_fired(
+        tiny, tmp_path, capsys):
+    bench = load_bench()
+    with EmulatedBench(bench, seed=2) as emu:
+        # every device well above the pre-set level: preparation has RESETs to fire
+        emu.model.sim.pulse(np.arange(len(bench.board_ids) * CELLS), SET, 10)
+        path = tmp_path / "emu.toml"
+        path.write_text(emu.bench_toml())
+        out = tmp_path / "run"
+        _kill(path, tiny, out, preparing=True)
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert "stopped before its first checkpoint; starting it again" in err
+        fired = re.search(r"pulse batches \((\d+) pulses\) fired after the checkpoint", err)
+        assert fired and int(fired[1]) > 0, err
+        flight = re.search(r"in flight at the stop \((\d+) pulses", err)
+        delivered = _delivered(emu)
+    summary = json.loads((out / "summary.json").read_text())
+    recorded = summary["pulses"]["set"] + summary["pulses"]["reset"]
+    assert recorded <= delivered <= recorded + (int(flight[1]) if flight else 0)
 
 
 def test_a_different_bench_is_refused_unless_accepted(killed, capsys):
