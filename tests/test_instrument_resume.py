@@ -17,10 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers.errors import InstrumentTimeoutError
 from hil.backends.base import SET
+from hil.backends.sequencer import Sequencer
+from hil.backends.sim import SimBackend
 from hil.bench import CELLS, load_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
+from hil.records import RunStore
+from hil.training.journal import JournaledBackend
 from tests.conftest import write_optdigits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +177,7 @@ def test_a_lost_or_silent_instrument_pauses_the_run_which_then_continues(tiny, t
         delivered = _delivered(emu)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["pulses"]["set"] + summary["pulses"]["reset"] <= delivered
+    assert summary["bench_seconds"] > 0  # the bench clock went on through the pause
 
 
 def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsys):
@@ -187,3 +193,35 @@ def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsy
         emu.power_on("smu")
         assert main(["train", "--resume", str(tmp_path / "run")]) == 0
         assert emu.is_safe()
+
+
+def test_a_pause_hands_the_counts_and_the_bench_clock_to_the_reopened_instruments(tmp_path):
+    """Without the hand-over the reopened sequencer starts its clock and counts at zero: the
+    bench-time ETA and the record would forget everything before the pause."""
+    bench = load_bench()
+    opened: list[Sequencer] = []
+
+    def reopen() -> Sequencer:
+        opened.append(Sequencer(SimBackend(bench, seed=0)))
+        return opened[-1]
+
+    store = RunStore.create(tmp_path / "run", kind="train")
+    journaled = JournaledBackend(reopen(), store, reopen=reopen, say=lambda msg: None, poll=0)
+    journaled.pulse(np.arange(10), SET, 2)
+    journaled.read(np.arange(10))
+    clock, counts = journaled.bench_seconds, journaled.counts.as_dict()
+    first = opened[0].inner
+    calls = iter([InstrumentTimeoutError("SMU", "no reply")])
+
+    def fail_once(devices):
+        exc = next(calls, None)
+        if exc is not None:
+            raise exc
+        return SimBackend.read(first, devices)
+
+    first.read = fail_once
+    assert journaled.read(np.arange(4)).shape == (4,)  # paused, reopened, asked again
+    assert journaled.inner is opened[1] and journaled.pauses == 1
+    assert journaled.counts.set_pulses == counts["set_pulses"] == 20
+    assert journaled.counts.device_reads == counts["device_reads"] + 4
+    assert journaled.bench_seconds > clock > 0

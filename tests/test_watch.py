@@ -78,7 +78,7 @@ def test_a_run_being_written_is_training_then_interrupted_when_it_stops(tmp_path
     store = RunStore.create(tmp_path / "run")
     store.put_meta(kind="train", network="65-10", params={"epochs": 3})
     store.put_progress("training", epoch=1, epochs=3, images=100, total=900, start_images=0,
-                       wall_seconds=10.0, bench_seconds=50.0)
+                       wall_seconds=10.0, bench_seconds=60.0, start_bench_seconds=10.0)
     data = read_run(tmp_path / "run")
     assert data.state == "training"
     late = read_run(tmp_path / "run", now=time.time() + STALE_SECONDS + 5)
@@ -88,7 +88,8 @@ def test_a_run_being_written_is_training_then_interrupted_when_it_stops(tmp_path
     lines = view["progress"]["lines"]
     assert "epoch 1 of 3: image 100 of 900 (11.1 %)" in lines
     assert "elapsed 0:00:10 wall, ETA 0:01:20 wall" in lines
-    assert "bench time 0:00:50, ETA 0:06:40 on the bench" in lines
+    # 50 s of bench time for 100 images: preparation's 10 s leave the rate
+    assert "bench time 0:01:00, ETA 0:06:40 on the bench" in lines
 
 
 def test_a_state_the_run_recorded_wins_over_the_inferred_one(tmp_path):

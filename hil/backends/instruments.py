@@ -266,4 +266,5 @@ class InstrumentBackend(Backend):
         self._closed = True
         problems = self.inst.close()
         if problems:
-            raise InstrumentError("bench", "could not confirm the safe state: " + "; ".join(problems))
+            raise InstrumentError("bench",
+                                  "could not confirm the safe state: " + "; ".join(problems))

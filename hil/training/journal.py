@@ -74,6 +74,12 @@ class JournaledBackend(Backend):
     def counts(self, value: OpCounts) -> None:
         self.inner.counts = value
 
+    @property
+    def bench_seconds(self) -> float:
+        """The sequencer's bench clock (instruments are always sequenced), kept across pauses:
+        the progress's bench-time ETA and the summary read it here."""
+        return self.inner.bench_seconds
+
     def pulse(self, devices, polarity, count=1, *, voltage=None, width=None) -> None:
         entry = self.store.journal_planned(devices, polarity, count)
         try:
@@ -106,7 +112,7 @@ class JournaledBackend(Backend):
         if self.reopen is None:
             raise first
         wait = recovery_wait(self.bench)
-        counts = self.inner.counts
+        state = self.inner.state_dict()  # counts and bench clock: the reopened ones go on
         self.say(f"bench: {first}; pausing the run: bench put safe, waiting up to {wait:g} s "
                  "for the instruments to answer again")
         try:
@@ -126,7 +132,7 @@ class JournaledBackend(Backend):
                                f"({last}); the run stopped at its last checkpoint: resume it "
                                "with --resume once they answer") from None
             time.sleep(self.poll)
-        self.inner.counts = counts
+        self.inner.load_state_dict(state)
         self.pauses += 1
         self.say("bench: the instruments answer again (identified and configured as at the "
                  "start); re-reading the arrays and continuing")

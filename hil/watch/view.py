@@ -61,8 +61,8 @@ def _training_progress(data: RunData, p: dict[str, Any]) -> dict[str, Any]:
         eta = (total - images) * wall / moved
         lines.append(f"elapsed {duration(wall)} wall, ETA {duration(eta)} wall")
     bench = p.get("bench_seconds")
-    if bench is not None and moved > 0:
-        eta = (total - images) * bench / moved
+    if bench is not None and moved > 0:  # the rate of the images trained in this process
+        eta = (total - images) * (bench - (p.get("start_bench_seconds") or 0.0)) / moved
         lines.append(f"bench time {duration(bench)}, ETA {duration(eta)} on the bench")
     return {"fraction": images / total, "lines": lines}
 
