@@ -94,14 +94,22 @@ static void send_all(int fd, const char *p, size_t n)
     }
 }
 
+/* One read(): the bytes it got (none when a signal interrupted it), or -1 when the peer hung
+ * up or the socket failed. */
+static ssize_t read_some(int fd, void *buf, size_t size)
+{
+    ssize_t n = read(fd, buf, size);
+    if (n < 0 && errno == EINTR)
+        return 0;
+    return n > 0 ? n : -1;
+}
+
 /* Bytes from a client: every complete line is answered at once. False when it hung up. */
 static bool serve_client(int fd, struct linebuf *lb, bool bench_time)
 {
     uint8_t buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
+    ssize_t n = read_some(fd, buf, sizeof buf);
+    if (n < 0)
         return false;
     for (ssize_t i = 0; i < n; i++) {
         if (linebuf_push(lb, buf[i])) {
@@ -142,10 +150,8 @@ static void bench_command(int fd, const char *line)
 static bool serve_bench(int fd)
 {
     char buf[256];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
+    ssize_t n = read_some(fd, buf, sizeof buf);
+    if (n < 0)
         return false;
     for (ssize_t i = 0; i < n; i++) {
         if (buf[i] != '\n') {
