@@ -357,6 +357,22 @@ class LinkStats:
     corrupt: int = 0
 
 
+def _open_port(url: str, name: str, baudrate: int, timeout: float) -> serial.SerialBase:
+    """The port, opened exclusively: a serial device node can be opened by any number of
+    programs at once, and two hosts writing frames to one MCU would each route the other's
+    cells. pyserial's ``exclusive`` takes a non-blocking ``flock`` on POSIX ports (pyserial API
+    docs, ``Serial(exclusive=...)``); Windows opens COM ports exclusively anyway, and URL
+    handlers such as ``socket://`` ignore it (a socket is one peer's by itself)."""
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        if "exclusively lock" in str(exc):
+            raise InstrumentConnectionError(
+                name, f"{url} is in use by another program (another hil, a terminal?); "
+                "it is opened exclusively so that one host alone drives the MCU") from exc
+        raise InstrumentConnectionError(name, f"cannot open {url}: {exc}") from exc
+
+
 class MuxController:
     """Host side of the MCU link over pyserial.
 
@@ -388,10 +404,7 @@ class MuxController:
             raise ValueError(f"max_frame {max_frame} outside 64..{MAX_LINE}")
         self.max_frame = max_frame
         if isinstance(port, str):
-            try:
-                port = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise InstrumentConnectionError(name, f"cannot open {port}: {exc}") from exc
+            port = _open_port(port, name, baudrate, timeout)
         else:
             port.timeout = timeout
         self.port = port

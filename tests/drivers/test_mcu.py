@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -10,7 +11,13 @@ import pytest
 import serial
 from driver_fakes import ScriptedServer
 
-from drivers.errors import IdentityError, MuxCommandError, MuxLinkError, RouteError
+from drivers.errors import (
+    IdentityError,
+    InstrumentConnectionError,
+    MuxCommandError,
+    MuxLinkError,
+    RouteError,
+)
 from drivers.mcu import (
     FRAME_OVERHEAD,
     MAX_LINE,
@@ -405,3 +412,19 @@ def test_watchdog_armed_after_identify_and_an_expiry_forgets_the_verified_route(
     with pytest.raises(RouteError, match="refusing to fire"):
         mcu.assert_route(route)
     mcu.close()
+
+
+def test_a_port_another_program_holds_is_refused_not_shared(tmp_path) -> None:
+    """Two hosts writing frames to one MCU would route each other's cells: the port is opened
+    exclusively. A pseudo-terminal stands in for the MCU's device node; without the lock the
+    second opener would get as far as a silent IDN? and time out instead."""
+    controller, device = os.openpty()
+    path = os.ttyname(device)
+    holder = serial.Serial(path, exclusive=True)  # another hil on this MCU
+    try:
+        with pytest.raises(InstrumentConnectionError, match="in use by another program"):
+            MuxController(path, name="MCU", timeout=0.05, retries=0)
+    finally:
+        holder.close()
+        os.close(controller)
+        os.close(device)
