@@ -5,8 +5,12 @@ the same address (its connections dropped, the devices' conductances kept)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 import pyvisa
@@ -15,6 +19,7 @@ from hil.bench import load_bench
 from hil.cli import main
 from hil.cli.bench import serve
 from hil.emulator import EmulatedBench
+from hil.emulator.timeline import read_timeline
 
 
 def _free_base() -> int:
@@ -109,3 +114,25 @@ def test_a_power_cycled_instrument_comes_back_reset_on_the_same_address():
         emu.stall("generator", False)
         assert "33522B" in gen.read()  # the late answer arrives once it is awake again
         gen.close()
+
+
+def test_sigterm_stops_the_served_bench_and_still_writes_its_timeline(tmp_path):
+    """``hil bench serve`` under a process manager ends with SIGTERM: the timeline of what the
+    bench saw is written and the bench says it ended safe."""
+    out, timeline = tmp_path / "emu.toml", tmp_path / "events.csv"
+    serve_proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.cli", "bench", "serve", "--write", str(out), "--timeline",
+         str(timeline)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and serve_proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert main(["bench", "check", "--bench", str(out)]) == 0  # traffic for the timeline
+        serve_proc.send_signal(signal.SIGTERM)
+        stdout, stderr = serve_proc.communicate(timeout=60)
+    finally:
+        serve_proc.kill()
+    assert serve_proc.returncode == 0, stderr[-500:]
+    assert "emulated bench stopped (safe state" in stdout
+    rows = read_timeline(timeline)
+    assert rows and {"switch", "edge"} <= {r[2] for r in rows}

@@ -112,6 +112,9 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         raise HilError(f"--port {args.port}: {exc.strerror} (another bench serving there?)"
                        ) from None
     try:
+        if threading.current_thread() is threading.main_thread():
+            # from the moment the bench file exists, a SIGTERM still writes the timeline
+            signal.signal(signal.SIGTERM, lambda *a: stop.set())
         if timeline:
             emu.record_timeline()
         write_atomic(out, lambda p: p.write_text(emu.bench_toml(base)))
@@ -120,8 +123,6 @@ def serve(args: argparse.Namespace, ready: Callable[[EmulatedBench], None] | Non
         print(f"bench file written to {out}; serving until interrupted (Ctrl-C)", flush=True)
         if ready is not None:
             ready(emu)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *a: stop.set())
         try:
             while not stop.wait(0.2):
                 pass
