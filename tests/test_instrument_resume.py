@@ -195,6 +195,28 @@ def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsy
         assert emu.is_safe()
 
 
+def test_an_instrument_swapped_during_a_pause_stops_the_run_resumably(tiny, tmp_path, capsys):
+    """Another SMU answering after the pause is not the bench the host's picture belongs to:
+    the run stops, and --resume decides (refused, or continued with --accept-bench)."""
+    with EmulatedBench(load_bench(), seed=2) as emu:
+        path = _bench_file(emu, tmp_path, 30)
+
+        def swap() -> None:
+            emu.power_off("smu")
+            emu.smu.idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04999999,1.7.12b"  # another unit
+            emu.power_on("smu")
+
+        thread = _fault_when_pulsing(emu, swap)
+        rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",
+                   "--epochs", "3", "--out", str(tmp_path / "run")])
+        thread.join(30)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "not those the run was using" in err[-1] and "04999999" in err[-1]
+        assert emu.is_safe()
+        assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+        assert main(["train", "--resume", str(tmp_path / "run"), "--accept-bench"]) == 0
+
+
 def test_a_pause_hands_the_counts_and_the_bench_clock_to_the_reopened_instruments(tmp_path):
     """Without the hand-over the reopened sequencer starts its clock and counts at zero: the
     bench-time ETA and the record would forget everything before the pause."""

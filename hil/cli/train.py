@@ -23,7 +23,13 @@ from hil.network import NOTATION
 from hil.pcb import layouts
 from hil.records import ACCURACY, CONDUCTANCE_CDF, CONDUCTANCE_MAPS, RunStore
 from hil.training import plots
-from hil.training.journal import JournaledBackend, instrument_identities, reconcile, reread
+from hil.training.journal import (
+    JournaledBackend,
+    identity_changes,
+    instrument_identities,
+    reconcile,
+    reread,
+)
 from hil.training.setup import TrainParams, prepare
 from hil.training.trainer import CHECKPOINT_FORMAT, OnlineTrainer, PRESET_uS
 
@@ -217,9 +223,7 @@ def _same_bench(store: RunStore, bench: Bench, backend: Backend, params: TrainPa
     started, unless ``accept`` (then say so)."""
     meta = store.meta()
     problems = []
-    then, now_ = meta.get("instruments") or {}, instrument_identities(backend) or {}
-    problems += [f"{k} was {then[k]!r}, now {now_.get(k)!r}" for k in then
-                 if then[k] != now_.get(k)]
+    problems += identity_changes(meta.get("instruments"), instrument_identities(backend))
     registry = Path(params.registry) if params.registry else default_path()
     if registry.exists() and "started" in meta:
         with Registry(registry) as reg:

@@ -65,6 +65,8 @@ class JournaledBackend(Backend):
         self.free_reads = inner.free_reads
         self.reopen, self.recovered, self.say, self.poll = reopen, recovered, say, poll
         self.pauses = 0
+        # who answered when the run (or this resume) opened the bench: a pause must find them
+        self.identities = instrument_identities(inner)
 
     @property
     def counts(self) -> OpCounts:  # type: ignore[override]
@@ -132,6 +134,13 @@ class JournaledBackend(Backend):
                                f"({last}); the run stopped at its last checkpoint: resume it "
                                "with --resume once they answer") from None
             time.sleep(self.poll)
+        changed = identity_changes(self.identities, instrument_identities(self.inner))
+        if changed:  # swapped while the run waited: its picture of the arrays is not theirs
+            self.inner.close()
+            raise HilError(f"the instruments that answered again are not those the run was "
+                           f"using ({'; '.join(changed)}); the run stopped at its last "
+                           "checkpoint: --resume checks the bench (--accept-bench continues "
+                           "on it)")
         self.inner.load_state_dict(state)
         self.pauses += 1
         self.say("bench: the instruments answer again (identified and configured as at the "
@@ -160,6 +169,12 @@ def instrument_identities(backend: Backend) -> dict[str, str] | None:
     mcu = inst.mux.identity
     out["mcu"] = f"{mcu.firmware} boards {','.join(map(str, mcu.boards))}"
     return out
+
+
+def identity_changes(then: dict[str, str] | None, now: dict[str, str] | None) -> list[str]:
+    """What differs between two :func:`instrument_identities`, one phrase per instrument."""
+    then, now = then or {}, now or {}
+    return [f"{k} was {then[k]!r}, now {now.get(k)!r}" for k in then if then[k] != now.get(k)]
 
 
 def pulse_totals(devices: np.ndarray, polarity: Any, count: Any) -> tuple[int, int]:
