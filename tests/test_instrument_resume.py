@@ -157,14 +157,17 @@ def _bench_file(emu, tmp_path, wait: float) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fault", ["restart_smu", "restart_mcu", "stall_generator"])
+@pytest.mark.parametrize("fault", ["restart_smu", "restart_mcu", "restart_firmware_mcu",
+                                   "stall_generator"])
 def test_a_lost_or_silent_instrument_pauses_the_run_which_then_continues(tiny, tmp_path, capsys,
-                                                                        fault):
+                                                                        request, fault):
     bench = load_bench()
-    with EmulatedBench(bench, seed=2) as emu:
+    firmware = request.getfixturevalue("firmware_host") if "firmware" in fault else None
+    with EmulatedBench(bench, seed=2, mcu_firmware=firmware) as emu:
         path = _bench_file(emu, tmp_path, 30)
         action = {"restart_smu": lambda: emu.power_cycle("smu", 2.0),
                   "restart_mcu": lambda: emu.power_cycle("mcu", 2.0),
+                  "restart_firmware_mcu": lambda: emu.power_cycle("mcu", 2.0),
                   "stall_generator": lambda: emu.stall_for("generator", 4.0)}[fault]
         thread = _fault_when_pulsing(emu, action)
         rc = main(["train", "--bench", str(path), "--data", str(tiny), "--network", "single",

@@ -108,19 +108,19 @@ class EmulatedBench:
         """Switch one instrument off: its connections drop and nothing answers on its port.
         The devices keep their conductances (they are non-volatile); the switches open."""
         self.servers.pop(name).stop()
+        if name == "mcu":
+            self.mcu.power_off()  # it takes the bench's lock as it needs (a firmware run ends)
+            return
         with self.model.lock:
-            if name == "mcu":
-                self.model.open_all()
-            else:
-                getattr(self, name).reset()  # outputs off with the power
+            getattr(self, name).reset()  # outputs off with the power
 
     def power_on(self, name: str) -> None:
         """Switch it on again in its power-on state (``*RST`` settings, empty error queue; the
         MCU with every switch open and an empty table), on the same address as before."""
-        with self.model.lock:
-            if name == "mcu":
-                self.mcu.power_on()
-            else:
+        if name == "mcu":
+            self.mcu.power_on()
+        else:
+            with self.model.lock:
                 instrument = getattr(self, name)
                 instrument.reset()
                 instrument.errors.clear()

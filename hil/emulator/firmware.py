@@ -53,6 +53,12 @@ class FirmwareMcu(FaultyLink):
 
     def __init__(self, executable: str | Path, model: BenchModel, port: int = 0) -> None:
         super().__init__(model)
+        self.executable, self._wanted_port = executable, port
+        self._start()
+
+    def _start(self) -> None:
+        """Run the executable with a fresh switch file (every switch open) and connect to it."""
+        model, executable, port = self.model, self.executable, self._wanted_port
         n = len(model.board_pos)
         fd, self._path = tempfile.mkstemp(prefix="hil-mux-", suffix=".switches")
         os.ftruncate(fd, 2 * n * LINES)
@@ -193,6 +199,17 @@ class FirmwareMcu(FaultyLink):
         self.stuck[:] = False
 
     # ---- lifetime -----------------------------------------------------------------------
+
+    def power_off(self) -> None:
+        """Switched off: the firmware stops and, without supply, every switch opens."""
+        self.close()
+        self.model.open_all()
+
+    def power_on(self) -> None:
+        """Switched on again: the firmware starts from reset (every switch open, the table empty,
+        the watchdog disarmed, no frame remembered), as the board's power-up does."""
+        self._runner, self._next, self._edge_seen = None, None, False
+        self._start()
 
     def close(self) -> None:
         """Stop the firmware (SIGTERM, then SIGKILL) and release the switch file."""

@@ -177,16 +177,21 @@ class McuEmulator(FaultyLink):
         self._watchdog: threading.Thread | None = None
         self._closed, self._wake = threading.Event(), threading.Event()
 
+    def power_off(self) -> None:
+        """Switched off: with the supply every switch opens."""
+        self.model.open_all()
+
     def power_on(self) -> None:
         """The state after power-up: every switch open, the route table empty and idle, no
         frame remembered (a retransmission after a restart is a new command), the watchdog
         disarmed (protocol section 4.4)."""
-        self.model.open_all()
-        self.table, (self.table_state, self.pos) = [], ("idle", 0)
-        self._last = None
-        self._cache.clear()
-        self._cell_cache.clear()
-        self.watchdog_ms = 0
+        with self.model.lock:
+            self.model.open_all()
+            self.table, (self.table_state, self.pos) = [], ("idle", 0)
+            self._last = None
+            self._cache.clear()
+            self._cell_cache.clear()
+            self.watchdog_ms = 0
 
     def close(self) -> None:
         """Stop the watchdog thread (if one runs)."""
