@@ -26,6 +26,8 @@ from hil.cli import main
 from hil.emulator import EmulatedBench
 from hil.records import RunStore
 from hil.training.journal import JournaledBackend
+from hil.watch.app import create_app
+from hil.watch.view import duration
 from tests.conftest import write_optdigits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +183,8 @@ def test_a_lost_or_silent_instrument_pauses_the_run_which_then_continues(tiny, t
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["pulses"]["set"] + summary["pulses"]["reset"] <= delivered
     assert summary["bench_seconds"] > 0  # the bench clock went on through the pause
+    view = create_app(tmp_path / "run").test_client().get("/view.json").get_json()
+    assert f"bench time {duration(summary['bench_seconds'])}" in view["progress"]["lines"]
 
 
 def test_instruments_that_stay_away_stop_the_run_resumably(tiny, tmp_path, capsys):

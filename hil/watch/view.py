@@ -47,7 +47,10 @@ def _training_progress(data: RunData, p: dict[str, Any]) -> dict[str, Any]:
     images, total = p.get("images"), p.get("total")
     lines = []
     if data.state == "done":
-        return {"fraction": 1.0, "lines": [f"{len(data.tables['epochs'])} epochs done"]}
+        lines = [f"{len(data.tables['epochs'])} epochs done"]
+        if (data.summary or {}).get("bench_seconds") is not None:  # on instruments
+            lines.append(f"bench time {duration(data.summary['bench_seconds'])}")
+        return {"fraction": 1.0, "lines": lines}
     if images is None or not total:
         return {"fraction": None, "lines": ["preparing the arrays (pre-set, stuck-on check)"]
                 if data.state == "preparing" else []}
