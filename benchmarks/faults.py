@@ -44,7 +44,7 @@ import numpy as np
 from hil.bench import load_bench
 from hil.cli import main
 from hil.emulator import EmulatedBench
-from hil.records import RunStore, StoreWriteError
+from hil.records import RunStore, StoreWriteError, disk_full_after
 from hil.training.data import write_subset
 
 ROWS: list[dict] = []
@@ -122,23 +122,10 @@ def sim_kills(tmp: Path, data: Path, kills: int, places: int, rng: np.random.Gen
         stats["lost"] += rc != 0 or _summary(out) != reference
     _row("SIGKILL during training (sim)", **stats)
 
-    def full_after(saves: int) -> Callable:
-        calls = {"n": 0}
-        original = RunStore.save_checkpoint
-
-        def save(self, images, state):
-            calls["n"] += 1
-            if calls["n"] == saves + 1:
-                pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-                self.db.execute(f"PRAGMA max_page_count = {pages}")
-            return original(self, images, state)
-
-        return save
-
     stats = dict(injected=0, resumed=0, lost=0, corrupt=0, unclear=0)
     for name, saves in (("checkpoint", int(rng.integers(1, 20))), ("summary", None))[:places]:
         out = tmp / f"full-{name}"
-        with _patched(RunStore, "save_checkpoint", full_after(saves)) if saves else \
+        with _patched(RunStore, "save_checkpoint", disk_full_after(saves)) if saves else \
                 _patched(RunStore, "write_json", _enospc):
             rc, err = _quiet([*args, "--out", str(out)])
         stats["injected"] += 1
@@ -359,10 +346,10 @@ def run(argv: list[str] | None = None) -> int:
         os.environ["HIL_REGISTRY"] = str(tmp / "no-registry" / "devices.sqlite")
         sim_data = write_subset(tmp / "digits", 300, 200)
         emu_data = write_subset(tmp / "tiny", 12, 10)
-        scored = None if args.short else write_subset(tmp / "scored", 900, 300)
+        accuracy_data = None if args.short else write_subset(tmp / "scored", 900, 300)
         sim_kills(tmp, sim_data, sim_kills_n, 1 if args.short else 2, rng)
         sim_characterize_signals(tmp, signals)
-        emulated(tmp, emu_data, emu_kills, stall, args.short, rng, scored)
+        emulated(tmp, emu_data, emu_kills, stall, args.short, rng, accuracy_data)
     print(table())
     wall = time.monotonic() - t0
     totals = {k: sum(r[k] for r in ROWS) for k in ("injected", "resumed", "lost", "stray")}

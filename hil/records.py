@@ -318,6 +318,23 @@ class RunStore:
         return self.write_file(name, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def disk_full_after(saves: int) -> Callable[[RunStore, int, dict[str, Any]], None]:
+    """A ``RunStore.save_checkpoint`` for fault drills and tests: after ``saves`` checkpoints
+    the database may not grow any more, so the next write that needs a page fails with SQLite's
+    own "database or disk is full" (SQLITE_FULL), the error a full disk gives."""
+    calls = {"n": 0}
+    original = RunStore.save_checkpoint
+
+    def save(self: RunStore, images: int, state: dict[str, Any]) -> None:
+        calls["n"] += 1
+        if calls["n"] == saves + 1:
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+            self.db.execute(f"PRAGMA max_page_count = {pages}")
+        return original(self, images, state)
+
+    return save
+
+
 def output_dir(directory: str | Path, *, existing_ok: bool = False) -> Path:
     """A directory a command writes results into, made (and proved writable with a probe file)
     before any work starts: an existing non-empty one is refused unless ``existing_ok`` (a report

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from hil.cli import main
-from hil.records import RunStore
+from hil.records import RunStore, disk_full_after
 
 
 def _one_line_error(capsys, after_progress: bool = False) -> str:
@@ -70,30 +70,13 @@ def test_an_existing_directory_or_an_unwritable_out_is_refused_before_anything(
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 
-def _fill_disk_after(monkeypatch, saves: int) -> None:
-    """After ``saves`` checkpoints the database may not grow any more: SQLite's own 'database
-    or disk is full' (SQLITE_FULL), the error a full disk gives, on the next write that needs
-    a page."""
-    calls = {"n": 0}
-    original = RunStore.save_checkpoint
-
-    def save(self, images, state):
-        calls["n"] += 1
-        if calls["n"] == saves + 1:
-            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-            self.db.execute(f"PRAGMA max_page_count = {pages}")
-        return original(self, images, state)
-
-    monkeypatch.setattr(RunStore, "save_checkpoint", save)
-
-
 def test_a_full_disk_is_one_line_and_the_run_resumes_exactly(tmp_path, small_data, capsys,
                                                                monkeypatch):
     common = ["--network", "single", "--data", str(small_data), "--epochs", "2",
               "--checkpoint-every", "100"]
     assert main(["train", *common, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        _fill_disk_after(m, 2)
+        m.setattr(RunStore, "save_checkpoint", disk_full_after(2))
         capsys.readouterr()
         assert main(["train", *common, "--out", str(tmp_path / "full")]) == 2
     err = _one_line_error(capsys, after_progress=True)
